@@ -1,0 +1,4 @@
+"""Framework-free generation core: guided-diffusion UNet steered by BLIP.
+
+Nothing heavy is imported here; import the submodules you need (torch is loaded lazily).
+"""

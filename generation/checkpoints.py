@@ -1,0 +1,88 @@
+"""Reading checkpoint files and loading them strictly, with errors that say what to fix."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, unreadable, or does not match the model."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_state_dict(path: str | os.PathLike, *, inner_key: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a flat ``name -> tensor`` mapping from a ``.pt``/``.pth`` file on the CPU.
+
+    :param inner_key: unwrap ``ckpt[inner_key]`` when present (BLIP keeps weights under ``"model"``).
+    :raises CheckpointError: the file is missing, truncated/corrupt, or not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint not found: {path}. Put the file there, or run "
+            f"`python -m generation fetch-weights` where a network is available."
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupt zips and pickles
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}). The file is probably "
+            f"truncated or corrupt: download it again and check it with "
+            f"`python -m generation verify-weights {path}`."
+        ) from exc
+    if inner_key is not None and isinstance(obj, Mapping) and inner_key in obj:
+        obj = obj[inner_key]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path} does not hold a flat state dict of tensors")
+    return dict(obj)
+
+
+def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, what: str) -> None:
+    """``module.load_state_dict(state_dict, strict=True)`` with a readable report of any mismatch.
+
+    Lists the first missing, unexpected and wrongly shaped keys, so a user can tell a wrong file
+    from wrong model flags.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = [f"{what}: the checkpoint does not match the model."]
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), first: {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), first: {', '.join(unexpected[:5])}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es), first: {'; '.join(shapes[:3])}")
+        parts.append("Check that the file is the right checkpoint and the model flags match its README.")
+        raise CheckpointError(" ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def read_keys_tsv(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Parse a ``key<TAB>shape`` listing (shape like ``(768, 3, 16, 16)`` or ``()``)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for i, line in enumerate(Path(path).read_text().splitlines()):
+        if not line.strip() or (i == 0 and line.startswith("key")):
+            continue
+        key, shape = line.split("\t")[:2]
+        dims = shape.strip().strip("()[]").replace(" ", "")
+        out[key] = tuple(int(d) for d in dims.split(",") if d)
+    return out
