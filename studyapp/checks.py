@@ -1,0 +1,31 @@
+"""System checks: configuration problems reported at start, with stable ids and a fix."""
+
+import os
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def check_media_root(app_configs, **kwargs):
+    root = settings.MEDIA_ROOT
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as exc:
+        return [Error(f"MEDIA_ROOT {root} cannot be created: {exc}", hint="Set MEDIA_ROOT to a writable folder.", id="studyapp.E001")]
+    if not os.access(root, os.W_OK):
+        return [Error(f"MEDIA_ROOT {root} is not writable.", hint="Set MEDIA_ROOT to a writable folder.", id="studyapp.E001")]
+    return []
+
+
+@register(deploy=True)
+def check_broker_in_production(app_configs, **kwargs):
+    if settings.PRODUCTION and not settings.CELERY_BROKER_URL:
+        return [
+            Warning(
+                "CELERY_BROKER_URL is not set: renders will run inside the web process.",
+                hint="Set CELERY_BROKER_URL (redis://host:6379/0) and start GPU workers with -Q render.",
+                id="studyapp.W001",
+            )
+        ]
+    return []

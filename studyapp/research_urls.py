@@ -1,0 +1,14 @@
+from django.urls import path
+
+from studyapp.views import research
+
+app_name = "research"
+
+urlpatterns = [
+    path("", research.round_list, name="round_list"),
+    path("rounds/new/", research.round_new, name="round_new"),
+    path("rounds/<int:round_id>/", research.round_detail, name="round_detail"),
+    path("rounds/<int:round_id>/transition/", research.round_transition_view, name="round_transition"),
+    path("prompt-sets/", research.prompt_set_list, name="prompt_set_list"),
+    path("prompt-sets/import/", research.prompt_set_import_view, name="prompt_set_import"),
+]

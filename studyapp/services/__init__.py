@@ -1,0 +1,1 @@
+"""Services: every write to the study's data goes through a function here."""

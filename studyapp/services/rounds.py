@@ -1,0 +1,118 @@
+"""Study rounds: creation from a validated config, and the status machine.
+
+``draft -> rendering -> ready -> open -> closed``; a round whose images were imported goes
+``draft -> ready``; cancelling a render run goes ``rendering -> draft``.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from studyapp.exceptions import ConfigError, TransitionError
+from studyapp.models import ComparisonItem, Prompt, PromptSet, Render, StudyRound
+from studyapp.round_config import RoundConfig, spec_hash_of
+
+Status = StudyRound.Status
+
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    Status.DRAFT: {Status.RENDERING, Status.READY},
+    Status.RENDERING: {Status.READY, Status.DRAFT},
+    Status.READY: {Status.OPEN, Status.RENDERING},
+    Status.OPEN: {Status.CLOSED},
+    Status.CLOSED: set(),
+}
+
+
+@transaction.atomic
+def round_create(*, config: dict, created_by=None) -> StudyRound:
+    """Validate ``config``, then create the round, its pending renders and its comparison items."""
+    cfg = RoundConfig.from_dict(config)
+    try:
+        prompt_set = PromptSet.objects.get(name=cfg.prompt_set)
+    except PromptSet.DoesNotExist:
+        names = ", ".join(PromptSet.objects.values_list("name", flat=True)) or "none yet"
+        raise ConfigError([f"prompt_set: no prompt set named {cfg.prompt_set!r} (available: {names})"]) from None
+    prompts = list(Prompt.objects.filter(prompt_set=prompt_set).order_by("position")[: cfg.prompt_limit])
+    if not prompts:
+        raise ConfigError([f"prompt_set: {cfg.prompt_set!r} has no prompts"])
+
+    rnd = StudyRound.objects.create(
+        name=cfg.name,
+        prompt_set=prompt_set,
+        config=cfg.to_dict(),
+        spec_hash=spec_hash_of(cfg.generation) if cfg.generation else "",
+        created_by=created_by,
+    )
+    renders = Render.objects.bulk_create(
+        Render(round=rnd, prompt=p, seed=s, objective=o)
+        for p in prompts
+        for s in range(cfg.seeds_per_prompt)
+        for o in cfg.objectives
+    )
+    by_key = {(r.prompt_id, r.seed, r.objective): r for r in renders}
+    ComparisonItem.objects.bulk_create(
+        ComparisonItem(
+            round=rnd,
+            prompt=p,
+            seed=s,
+            objective_a=a,
+            objective_b=b,
+            render_a=by_key[(p.id, s, a)],
+            render_b=by_key[(p.id, s, b)],
+            target_votes=cfg.votes_per_item,
+        )
+        for p in prompts
+        for s in range(cfg.seeds_per_prompt)
+        for a, b in cfg.pairs()
+    )
+    return rnd
+
+
+def round_config(rnd: StudyRound) -> RoundConfig:
+    return RoundConfig.from_dict(rnd.config)
+
+
+@transaction.atomic
+def round_transition(*, round_id: int, to: str) -> StudyRound:
+    """Move a round to status ``to``, refusing illegal moves with a message that says why."""
+    rnd = StudyRound.objects.select_for_update().get(pk=round_id)
+    if to not in Status.values:
+        raise TransitionError(f"unknown status {to!r}; statuses are {', '.join(Status.values)}")
+    if to == rnd.status:
+        return rnd  # idempotent: a double click or a repeated command changes nothing
+    if to not in ALLOWED_TRANSITIONS[rnd.status]:
+        allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[rnd.status])) or "none (the round is final)"
+        raise TransitionError(f"round #{rnd.pk} is {rnd.status}; it cannot become {to} (allowed next: {allowed})")
+    if to == Status.READY:
+        missing = rnd.renders.exclude(status=Render.Status.DONE).count()
+        if missing:
+            raise TransitionError(f"round #{rnd.pk} has {missing} render(s) not done; it becomes ready when every image exists")
+    fields = ["status"]
+    if to == Status.OPEN:
+        rnd.opened_at = timezone.now()
+        rnd.analysis_settings = analysis_settings_for(rnd)
+        fields += ["opened_at", "analysis_settings"]
+    if to == Status.CLOSED:
+        rnd.closed_at = timezone.now()
+        fields.append("closed_at")
+    rnd.status = to
+    rnd.save(update_fields=fields)
+    return rnd
+
+
+def analysis_settings_for(rnd: StudyRound) -> dict:
+    """The analysis declared when the round opens: tie rule, exclusions, bootstrap seed."""
+    cfg = round_config(rnd)
+    baselines = [b for a, b in cfg.pairs() if a == "SHIFT"]
+    return {
+        "focal": "SHIFT",
+        "baselines": baselines,
+        "criteria": ["realism", "alignment"],
+        "tie_rule": cfg.tie_rule,
+        "min_attention_accuracy": cfg.exclusions.min_attention_accuracy,
+        "min_response_ms": cfg.exclusions.min_response_ms,
+        "max_side_rate": cfg.exclusions.max_side_rate,
+        "side_rate_min_votes": cfg.exclusions.side_rate_min_votes,
+        "bootstrap_seed": cfg.round_seed,
+    }
