@@ -12,12 +12,6 @@ import pytest
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studyapp.settings")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "browser: drives headless Chromium (needs /usr/bin/chromium)")
-    config.addinivalue_line("markers", "e2e: starts real worker processes against the broker")
-    config.addinivalue_line("markers", "slow: takes more than a few seconds")
-
-
 CHROMIUM = "/usr/bin/chromium"
 
 

@@ -1,0 +1,59 @@
+"""Round config validation: every problem is listed, with the field name."""
+
+import pytest
+
+from studyapp.exceptions import ConfigError
+from studyapp.round_config import RoundConfig
+
+
+def problems_of(config):
+    with pytest.raises(ConfigError) as exc:
+        RoundConfig.from_dict(config)
+    return exc.value.problems
+
+
+def test_valid_config_round_trips(round_config):
+    cfg = RoundConfig.from_dict(round_config)
+    assert RoundConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.pairs() == [("SHIFT", "ITC"), ("SHIFT", "CAP"), ("SHIFT", "BLEND")]
+
+
+def test_all_pairs_of_chosen_objectives(round_config):
+    cfg = RoundConfig.from_dict({**round_config, "comparisons": "all-pairs", "objectives": ["CAP", "ITC", "SHIFT"]})
+    assert cfg.pairs() == [("ITC", "CAP"), ("ITC", "SHIFT"), ("CAP", "SHIFT")]
+
+
+def test_every_problem_is_listed_at_once(round_config):
+    bad = {
+        **round_config,
+        "objectives": ["ITC", "CLIP"],
+        "seeds_per_prompt": 0,
+        "votes_per_item": "three",
+        "attention_check_rate": 1.5,
+        "tie_rule": "coin",
+        "colour": "blue",
+    }
+    del bad["trials_per_annotator"]
+    problems = problems_of(bad)
+    text = "\n".join(problems)
+    for needle in [
+        "objectives: unknown CLIP",
+        "seeds_per_prompt: must be between 1",
+        "votes_per_item: must be an integer",
+        "attention_check_rate: must be a number in [0, 1)",
+        "tie_rule: must be one of exclude, half",
+        "unknown field 'colour'",
+        "trials_per_annotator: required",
+        "'shift-vs-baselines' needs SHIFT",
+    ]:
+        assert needle in text, f"missing {needle!r} in {problems}"
+
+
+def test_exclusions_are_validated(round_config):
+    problems = problems_of({**round_config, "exclusions": {"min_attention_accuracy": 2, "speed": 1}})
+    assert any("exclusions.min_attention_accuracy" in p for p in problems)
+    assert any("exclusions.speed: unknown" in p for p in problems)
+
+
+def test_not_an_object():
+    assert problems_of([1, 2]) == ["the config must be a JSON object"]

@@ -1,0 +1,76 @@
+"""Round creation and the status machine."""
+
+import pytest
+from django.core.files.base import ContentFile
+
+from studyapp.exceptions import ConfigError, TransitionError
+from studyapp.models import Render, StudyRound
+from studyapp.services.rounds import round_create, round_transition
+
+pytestmark = pytest.mark.django_db
+
+
+def finish_renders(rnd):
+    for r in rnd.renders.all():
+        r.image.save(f"{r.pk}.png", ContentFile(b"png"), save=False)
+        r.status = Render.Status.DONE
+        r.provenance = {}
+        r.save()
+
+
+def test_round_create_builds_renders_and_items(round_config):
+    rnd = round_create(config=round_config)
+    assert rnd.status == "draft"
+    # 4 prompts x 2 seeds x 4 objectives; 3 SHIFT-vs-baseline pairs per prompt and seed
+    assert rnd.renders.count() == 4 * 2 * 4
+    assert rnd.items.count() == 4 * 2 * 3
+    assert set(rnd.items.values_list("objective_a", flat=True)) == {"SHIFT"}
+    for item in rnd.items.all():
+        assert (item.render_a.prompt_id, item.render_a.seed, item.render_a.objective) == (item.prompt_id, item.seed, item.objective_a)
+        assert (item.render_b.prompt_id, item.render_b.seed, item.render_b.objective) == (item.prompt_id, item.seed, item.objective_b)
+        assert item.target_votes == 3
+
+
+def test_unknown_prompt_set_names_the_available_ones(round_config):
+    with pytest.raises(ConfigError) as exc:
+        round_create(config={**round_config, "prompt_set": "nope"})
+    assert "no prompt set named 'nope'" in str(exc.value) and "drawbench" in str(exc.value)
+    assert not StudyRound.objects.exists()
+
+
+def test_status_machine_happy_path(round_config):
+    rnd = round_create(config=round_config)
+    round_transition(round_id=rnd.pk, to="rendering")
+    with pytest.raises(TransitionError, match="not done"):
+        round_transition(round_id=rnd.pk, to="ready")
+    finish_renders(rnd)
+    round_transition(round_id=rnd.pk, to="ready")
+    rnd = round_transition(round_id=rnd.pk, to="open")
+    assert rnd.opened_at is not None
+    assert rnd.analysis_settings["tie_rule"] == "exclude"
+    assert rnd.analysis_settings["baselines"] == ["ITC", "CAP", "BLEND"]
+    rnd = round_transition(round_id=rnd.pk, to="closed")
+    assert rnd.closed_at is not None
+
+
+@pytest.mark.parametrize(
+    "path, illegal",
+    [((), "open"), ((), "closed"), (("rendering",), "open"), (("rendering", "ready", "open", "closed"), "open")],
+)
+def test_illegal_transitions_are_refused_with_a_message(round_config, path, illegal):
+    rnd = round_create(config=round_config)
+    for to in path:
+        if to == "ready":
+            finish_renders(rnd)
+        round_transition(round_id=rnd.pk, to=to)
+    before = StudyRound.objects.get(pk=rnd.pk).status
+    with pytest.raises(TransitionError) as exc:
+        round_transition(round_id=rnd.pk, to=illegal)
+    assert f"cannot become {illegal}" in exc.value.message
+    assert StudyRound.objects.get(pk=rnd.pk).status == before
+
+
+def test_repeated_transition_is_idempotent(round_config):
+    rnd = round_create(config=round_config)
+    round_transition(round_id=rnd.pk, to="rendering")
+    assert round_transition(round_id=rnd.pk, to="rendering").status == "rendering"
