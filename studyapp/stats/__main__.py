@@ -1,0 +1,90 @@
+"""``python -m studyapp.stats VOTES.csv [--settings FILE.json] [--out DIR]``
+
+Runs the whole analysis from an exported votes file alone (no database, no Django) and prints
+the summary as JSON. ``--out DIR`` also writes summary.json, summary.csv, annotators.csv,
+figure.svg and figure.png. ``--settings`` takes a settings JSON object, or an earlier
+summary.json (its embedded settings), which reproduces that summary exactly.
+
+``python -m studyapp.stats --plan 0.6 [--power 0.8 --n-tests 6 --tie-rate 0.25 --design-effect 1.5]``
+prints the sample-size plan instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+from studyapp.stats.analysis import analyse, annotator_qc
+from studyapp.stats.binomial import votes_needed
+from studyapp.stats.config import AnalysisSettings, SettingsError
+from studyapp.stats.report import summary_json_text, write_annotators_csv, write_figure, write_summary_csv
+from studyapp.stats.table import VotesFileError, read_votes_csv
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m studyapp.stats", description=__doc__.split("\n\n")[1])
+    p.add_argument("votes", nargs="?", help="exported votes CSV")
+    p.add_argument("--settings", help="analysis settings JSON (or an exported summary.json)")
+    p.add_argument("--out", help="directory for summary.json, summary.csv, annotators.csv, figure.svg/png")
+    plan = p.add_argument_group("sample-size planner")
+    plan.add_argument("--plan", type=float, metavar="P", help="true preference to plan for (e.g. 0.6)")
+    plan.add_argument("--power", type=float, default=0.8)
+    plan.add_argument("--alpha", type=float, default=0.05)
+    plan.add_argument("--n-tests", type=int, default=6)
+    plan.add_argument("--tie-rate", type=float, default=0.0)
+    plan.add_argument("--design-effect", type=float, default=1.0)
+    return p
+
+
+def run(votes_path: str, *, settings: AnalysisSettings, out: str | None = None) -> dict:
+    """Analyse a votes CSV; with ``out``, write the summary files there. Returns the summary."""
+    table = read_votes_csv(votes_path)
+    summary = analyse(table, settings)
+    with open(votes_path, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    summary = {**summary, "input": {"file": os.path.basename(votes_path), "sha256": digest, "rows": len(table)}}
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
+            fh.write(summary_json_text(summary))
+        write_summary_csv(summary, os.path.join(out, "summary.csv"))
+        write_annotators_csv(annotator_qc(table, settings), os.path.join(out, "annotators.csv"))
+        write_figure(summary, out)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.plan is not None:
+            plan = votes_needed(
+                args.plan,
+                power=args.power,
+                alpha=args.alpha,
+                n_tests=args.n_tests,
+                tie_rate=args.tie_rate,
+                design_effect=args.design_effect,
+            )
+            print(json.dumps(plan.to_dict(), indent=2))
+            return 0
+        if not args.votes:
+            _parser().print_usage(sys.stderr)
+            print("error: a votes CSV is required (or --plan P)", file=sys.stderr)
+            return 2
+        settings = AnalysisSettings()
+        if args.settings:
+            with open(args.settings, encoding="utf-8") as fh:
+                settings = AnalysisSettings.from_dict(json.load(fh))
+        summary = run(args.votes, settings=settings, out=args.out)
+    except (VotesFileError, SettingsError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(summary_json_text(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,610 @@
+"""The whole analysis of one round's votes: ``analyse(votes, settings) -> summary dict``.
+
+Every result is computed twice: on all regular votes ("all") and after the declared exclusions
+("declared"). Votes are aggregated to counts first (per cell, per cell x cluster, per pair x
+prompt); every test, interval and bootstrap works on those counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats as _st
+
+from studyapp.stats.agreement import krippendorff_alpha_nominal
+from studyapp.stats.binomial import benjamini_hochberg, clopper_pearson, holm, sign_test_pvalue, wilson
+from studyapp.stats.bt import bt_fit
+from studyapp.stats.config import AnalysisSettings
+from studyapp.stats.resample import (
+    STREAM_ANNOTATORS,
+    STREAM_BT,
+    STREAM_PROMPTS,
+    percentile_interval,
+    resample_totals,
+    rng_for,
+)
+from studyapp.stats.table import TIE, VoteTable
+
+SCHEMA = "studyapp.stats/1"
+OBJECTIVE_ORDER = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
+SIGNIFICANT_DIGITS = 6
+WIN, LOSS, TIE_OUTCOME = 0, 1, 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _round(x: float) -> float | None:
+    """Round to ``SIGNIFICANT_DIGITS`` so that a summary is the same on every platform."""
+    if x is None:
+        return None
+    x = float(x)
+    if not math.isfinite(x):
+        return None
+    return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+
+
+def clean(obj: Any) -> Any:
+    """Make ``obj`` JSON-ready: numpy scalars to Python, floats rounded, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _round(obj)
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
+    return obj
+
+
+def _compact(codes: np.ndarray, levels: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Renumber codes 0..C-1 in the sorted order of their labels (row order does not matter)."""
+    used = np.unique(codes)
+    labels = [levels[c] for c in used]
+    order = sorted(range(len(used)), key=labels.__getitem__)
+    rank = np.empty(len(used), dtype=np.int64)
+    rank[order] = np.arange(len(used))
+    lut = np.full(len(levels) + 1, -1, dtype=np.int64)
+    lut[used] = rank
+    return lut[codes], [labels[i] for i in order]
+
+
+def _rate(w, l, t, rule: str):
+    w, l, t = (np.asarray(x, dtype=float) for x in (w, l, t))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if rule == "half":
+            return (w + 0.5 * t) / (w + l + t)
+        return w / (w + l)
+
+
+def _interval(lo, hi) -> list:
+    return [lo, hi]
+
+
+class _Rows:
+    """Integer-coded view of the regular votes of one subset."""
+
+    def __init__(self, votes: VoteTable, mask: np.ndarray):
+        idx = np.flatnonzero(mask)
+        self.n = len(idx)
+        f = votes.factor
+        self.obj_levels = f("objective_a").levels
+        self.a = f("objective_a").codes[idx]
+        self.b = f("objective_b").codes[idx]
+        self.left = f("left_objective").codes[idx]
+        self.winner = f("winner").codes[idx]
+        ch = f("choice")
+        self.choice_left = ch.codes[idx] == ch.code_of("left")
+        self.choice_right = ch.codes[idx] == ch.code_of("right")
+        self.criterion = f("criterion").codes[idx]
+        self.criterion_levels = f("criterion").levels
+        self.prompt, self.prompt_labels = _compact(f("prompt_id").codes[idx], f("prompt_id").levels)
+        self.annotator, self.annotator_labels = _compact(f("annotator").codes[idx], f("annotator").levels)
+        self.item = f("item_id").codes[idx]
+        self.category, self.category_labels = _compact(f("category").codes[idx], f("category").levels)
+        self.tie_code = self.obj_levels.index(TIE) if TIE in self.obj_levels else -1
+
+    def criterion_index(self, criteria: tuple[str, ...]) -> np.ndarray:
+        lut = np.array([criteria.index(c) if c in criteria else -1 for c in self.criterion_levels] + [-1])
+        return lut[self.criterion]
+
+    def obj_code(self, name: str) -> int:
+        return self.obj_levels.index(name) if name in self.obj_levels else -2
+
+
+# ---------------------------------------------------------------------------------------------
+# Annotator QC and exclusions
+
+
+def _annotator_arrays(votes: VoteTable, settings: AnalysisSettings) -> dict[str, Any]:
+    f = votes.factor
+    ann = f("annotator")
+    kind = f("trial_kind")
+    k_codes = kind.codes
+    regular = k_codes == kind.code_of("regular")
+    attention = k_codes == kind.code_of("attention")
+    exp = f("expected")
+    checked = attention & ~exp.is_in(("",))
+    codes, labels = _compact(ann.codes, ann.levels)
+    codes = np.where(regular | attention, codes, -1)
+    # Annotators seen only in practice rows are not part of the analysis.
+    present = np.zeros(len(labels), dtype=bool)
+    present[codes[codes >= 0]] = True
+    a = len(labels)
+
+    def count(mask):
+        return np.bincount(codes[mask & (codes >= 0)], minlength=a)
+
+    ch = f("choice")
+    ch_dec = np.array([ch.levels[i] for i in range(len(ch.levels))] + [""], dtype=object)
+    chosen = ch_dec[ch.codes]
+    expected = np.array(list(exp.levels) + [""], dtype=object)[exp.codes]
+    correct = checked & (chosen == expected)
+    left = regular & (ch.codes == ch.code_of("left"))
+    right = regular & (ch.codes == ch.code_of("right"))
+    rt = votes["response_ms"]
+    fast = regular & (rt < settings.exclusions.min_response_ms)
+    n_reg = count(regular)
+    # Median response time of regular votes per annotator (sort by annotator, then time).
+    sel = np.flatnonzero(regular)
+    order = sel[np.lexsort((rt[sel], codes[sel]))]
+    starts = np.concatenate([[0], np.cumsum(n_reg)])[:-1]
+    median = np.full(a, np.nan)
+    has = n_reg > 0
+    s_rt = rt[order].astype(float)
+    median[has] = (s_rt[starts[has] + (n_reg[has] - 1) // 2] + s_rt[starts[has] + n_reg[has] // 2]) / 2
+    return {
+        "labels": labels,
+        "codes": codes,
+        "present": present,
+        "regular_votes": n_reg,
+        "attention_checks": count(checked),
+        "attention_correct": count(correct),
+        "left": count(left),
+        "right": count(right),
+        "fast": count(fast),
+        "fast_mask": fast,
+        "median_ms": median,
+    }
+
+
+def _exclusion_flags(arr: dict[str, Any], settings: AnalysisSettings) -> dict[str, np.ndarray]:
+    ex = settings.exclusions
+    checks = arr["attention_checks"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = arr["attention_correct"] / checks
+        side = np.maximum(arr["left"], arr["right"]) / arr["regular_votes"]
+    attention = np.zeros(len(checks), dtype=bool)
+    if ex.min_attention_accuracy is not None:
+        attention = (checks > 0) & (acc < ex.min_attention_accuracy)
+    side_rule = np.zeros(len(checks), dtype=bool)
+    if ex.max_side_rate is not None:
+        side_rule = (arr["regular_votes"] >= ex.side_rate_min_votes) & (side >= ex.max_side_rate)
+    return {"attention": attention & arr["present"], "side_rate": side_rule & arr["present"]}
+
+
+def annotator_qc(votes: VoteTable, settings: AnalysisSettings | None = None) -> list[dict[str, Any]]:
+    """Quality control per annotator, sorted by pseudonym.
+
+    Each record: ``annotator``, ``votes`` (regular), ``attention_checks``, ``attention_correct``,
+    ``attention_accuracy`` (None without checks), ``median_response_ms``, ``fast_votes`` and
+    ``fast_share`` (regular votes under the speed floor), ``left`` / ``right`` / ``ties``,
+    ``left_rate`` (among non-tie) with ``left_p`` (exact two-sided binomial vs 0.5),
+    ``side_rate`` (share of votes on the more-chosen side, ties in the denominator),
+    ``excluded`` and ``reasons`` (the declared annotator rules it fails).
+    """
+    settings = settings or AnalysisSettings()
+    arr = _annotator_arrays(votes, settings)
+    flags = _exclusion_flags(arr, settings)
+    n = arr["regular_votes"]
+    ties = n - arr["left"] - arr["right"]
+    nt = arr["left"] + arr["right"]
+    p_left = sign_test_pvalue(arr["left"], nt)
+    out = []
+    for i, label in enumerate(arr["labels"]):
+        if not arr["present"][i]:
+            continue
+        reasons = [name for name in ("attention", "side_rate") if flags[name][i]]
+        checks = int(arr["attention_checks"][i])
+        out.append(
+            clean(
+                {
+                    "annotator": label,
+                    "votes": int(n[i]),
+                    "attention_checks": checks,
+                    "attention_correct": int(arr["attention_correct"][i]),
+                    "attention_accuracy": arr["attention_correct"][i] / checks if checks else None,
+                    "median_response_ms": arr["median_ms"][i],
+                    "fast_votes": int(arr["fast"][i]),
+                    "fast_share": arr["fast"][i] / n[i] if n[i] else None,
+                    "left": int(arr["left"][i]),
+                    "right": int(arr["right"][i]),
+                    "ties": int(ties[i]),
+                    "left_rate": arr["left"][i] / nt[i] if nt[i] else None,
+                    "left_p": p_left[i],
+                    "side_rate": max(arr["left"][i], arr["right"][i]) / n[i] if n[i] else None,
+                    "excluded": bool(reasons),
+                    "reasons": reasons,
+                }
+            )
+        )
+    return out
+
+
+def declared_mask(votes: VoteTable, settings: AnalysisSettings) -> tuple[np.ndarray, dict[str, Any]]:
+    """Regular votes kept under the declared exclusions, and a report of what each rule removed."""
+    arr = _annotator_arrays(votes, settings)
+    flags = _exclusion_flags(arr, settings)
+    codes = arr["codes"]
+    kind = votes.factor("trial_kind")
+    regular = kind.codes == kind.code_of("regular")
+    excluded = flags["attention"] | flags["side_rate"]
+    ann_out = np.zeros(len(votes), dtype=bool)
+    ok = codes >= 0
+    ann_out[ok] = excluded[codes[ok]]
+    keep = regular & ~ann_out & ~arr["fast_mask"]
+
+    def removed(flag: np.ndarray) -> dict[str, int]:
+        rows = np.zeros(len(votes), dtype=bool)
+        rows[ok] = flag[codes[ok]]
+        return {"annotators": int(flag.sum()), "votes": int((rows & regular).sum())}
+
+    report = {
+        "rules": dataclasses.asdict(settings.exclusions),
+        "attention": removed(flags["attention"]),
+        "side_rate": removed(flags["side_rate"]),
+        "fast_votes": {"votes": int(arr["fast_mask"].sum())},
+        "total": {
+            "annotators": int(excluded.sum()),
+            "votes": int(regular.sum() - keep.sum()),
+            "annotators_kept": int((arr["present"] & ~excluded & (arr["regular_votes"] > 0)).sum()),
+            "votes_kept": int(keep.sum()),
+        },
+        "excluded_annotators": [
+            {
+                "annotator": arr["labels"][i],
+                "reasons": [name for name in ("attention", "side_rate") if flags[name][i]],
+            }
+            for i in np.flatnonzero(excluded)
+        ],
+    }
+    return keep, report
+
+
+# ---------------------------------------------------------------------------------------------
+# One subset's results
+
+
+def _preference(rows: _Rows, settings: AnalysisSettings, crit_idx: np.ndarray) -> dict[str, Any]:
+    """Cells (baseline x criterion): counts, tests, intervals, bootstraps, position bias."""
+    s = settings
+    nb, nc = len(s.baselines), len(s.criteria)
+    focal = rows.obj_code(s.focal)
+    lut = np.full(len(rows.obj_levels) + 1, -1)
+    for i, name in enumerate(s.baselines):
+        c = rows.obj_code(name)
+        if c >= 0:
+            lut[c] = i
+    has_focal = (rows.a == focal) | (rows.b == focal)
+    other = np.where(rows.a == focal, rows.b, rows.a)
+    b_idx = np.where(has_focal, lut[other], -1)
+    in_family = (b_idx >= 0) & (crit_idx >= 0)
+    cell = np.where(in_family, b_idx * nc + crit_idx, -1)
+    outcome = np.where(rows.winner == focal, WIN, np.where(rows.winner == rows.tie_code, TIE_OUTCOME, LOSS))
+    sel = np.flatnonzero(in_family)
+    key = cell[sel] * 3 + outcome[sel]
+    counts = np.bincount(key, minlength=nb * nc * 3).reshape(nb * nc, 3)
+    w, l, t = counts[:, 0], counts[:, 1], counts[:, 2]
+    n, nt = w + l + t, w + l
+    conf = s.confidence
+    p = sign_test_pvalue(w, nt)
+    p_holm = holm(p)
+    cp_lo, cp_hi = clopper_pearson(w, nt, conf)
+    wi_lo, wi_hi = wilson(w, nt, conf)
+    wh_lo, wh_hi = wilson(w + 0.5 * t, n, conf)
+    rate_ex, rate_half = _rate(w, l, t, "exclude"), _rate(w, l, t, "half")
+
+    # Cluster bootstraps: counts per (cluster, cell, outcome), resampled by cluster.
+    boot = {}
+    for name, clusters, n_clusters, stream in (
+        ("prompt", rows.prompt, len(rows.prompt_labels), STREAM_PROMPTS),
+        ("annotator", rows.annotator, len(rows.annotator_labels), STREAM_ANNOTATORS),
+    ):
+        if s.bootstrap_replicates == 0:
+            boot[name] = (np.full(nb * nc, np.nan), np.full(nb * nc, np.nan))
+            continue
+        flat = np.bincount(clusters[sel] * (nb * nc * 3) + key, minlength=n_clusters * nb * nc * 3)
+        per_cluster = flat.reshape(n_clusters, nb * nc, 3)
+        tot = resample_totals(per_cluster, s.bootstrap_replicates, rng_for(s.bootstrap_seed, stream))
+        rates = _rate(tot[..., 0], tot[..., 1], tot[..., 2], s.tie_rule)
+        boot[name] = percentile_interval(rates, conf)
+
+    # Position: which side was chosen, and the focal objective's rate by its side.
+    chosen_left = rows.choice_left[sel]
+    non_tie = outcome[sel] != TIE_OUTCOME
+    left_counts = np.bincount(cell[sel][chosen_left & non_tie], minlength=nb * nc)
+    focal_left = rows.left[sel] == focal
+    side_key = (cell[sel] * 2 + focal_left.astype(int)) * 3 + outcome[sel]
+    by_side = np.bincount(side_key, minlength=nb * nc * 2 * 3).reshape(nb * nc, 2, 3)
+    p_left = sign_test_pvalue(left_counts, nt)
+
+    cells = []
+    for bi, base in enumerate(s.baselines):
+        for ci, crit in enumerate(s.criteria):
+            k = bi * nc + ci
+            headline = rate_half[k] if s.tie_rule == "half" else rate_ex[k]
+            ci_head = (wh_lo[k], wh_hi[k]) if s.tie_rule == "half" else (wi_lo[k], wi_hi[k])
+            side_rates = {}
+            for label, j in (("focal_left", 1), ("focal_right", 0)):
+                bw, bl, bt_ = by_side[k, j]
+                side_rates[label] = {
+                    "wins": int(bw),
+                    "losses": int(bl),
+                    "ties": int(bt_),
+                    "rate": _rate(bw, bl, bt_, s.tie_rule)[()],
+                }
+            table = [[by_side[k, 1, 0], by_side[k, 1, 1]], [by_side[k, 0, 0], by_side[k, 0, 1]]]
+            fisher_p = _st.fisher_exact(table).pvalue if min(np.sum(table, axis=1)) > 0 else float("nan")
+            cells.append(
+                {
+                    "comparison": f"{s.focal} vs {base}",
+                    "focal": s.focal,
+                    "baseline": base,
+                    "criterion": crit,
+                    "wins": int(w[k]),
+                    "losses": int(l[k]),
+                    "ties": int(t[k]),
+                    "n": int(n[k]),
+                    "tie_rate": t[k] / n[k] if n[k] else None,
+                    "rate": headline,
+                    "rate_excl_ties": rate_ex[k],
+                    "rate_ties_half": rate_half[k],
+                    "ci": _interval(*ci_head),
+                    "ci_exact": _interval(cp_lo[k], cp_hi[k]),
+                    "ci_wilson": _interval(wi_lo[k], wi_hi[k]),
+                    "ci_wilson_ties_half": _interval(wh_lo[k], wh_hi[k]),
+                    "ci_bootstrap_prompt": _interval(boot["prompt"][0][k], boot["prompt"][1][k]),
+                    "ci_bootstrap_annotator": _interval(boot["annotator"][0][k], boot["annotator"][1][k]),
+                    "p_value": p[k],
+                    "p_holm": p_holm[k],
+                    "significant": bool(p_holm[k] <= s.alpha) if not np.isnan(p_holm[k]) else False,
+                    "position": {
+                        "left_chosen": int(left_counts[k]),
+                        "left_rate": left_counts[k] / nt[k] if nt[k] else None,
+                        "left_p": p_left[k],
+                        **side_rates,
+                        "side_effect_p": fisher_p,
+                    },
+                }
+            )
+    return {"cells": cells, "cell": cell, "outcome": outcome, "sel": sel}
+
+
+def _position_overall(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings) -> dict[str, Any]:
+    def block(mask: np.ndarray) -> dict[str, Any]:
+        left = int((rows.choice_left & mask).sum())
+        right = int((rows.choice_right & mask).sum())
+        ties = int(mask.sum()) - left - right
+        lo, hi = wilson(left, left + right, settings.confidence)
+        return {
+            "left": left,
+            "right": right,
+            "ties": ties,
+            "left_rate": left / (left + right) if left + right else None,
+            "ci_wilson": [lo, hi],
+            "p_value": sign_test_pvalue(left, left + right),
+        }
+
+    out = {"all_criteria": block(crit_idx >= 0)}
+    for ci, crit in enumerate(settings.criteria):
+        out[crit] = block(crit_idx == ci)
+    return out
+
+
+def _objective_order(names: list[str]) -> list[str]:
+    known = [o for o in OBJECTIVE_ORDER if o in names]
+    return known + sorted(n for n in names if n not in OBJECTIVE_ORDER)
+
+
+def _bradley_terry(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings) -> dict[str, Any]:
+    """BT strengths of every objective seen in regular votes, per criterion, prompt-bootstrapped."""
+    s = settings
+    out = {}
+    real = (rows.a != rows.b) & (rows.a != rows.tie_code) & (rows.b != rows.tie_code)
+    for ci, crit in enumerate(s.criteria):
+        m = real & (crit_idx == ci)
+        a, b, win = rows.a[m], rows.b[m], rows.winner[m]
+        used = np.unique(np.concatenate([a, b]))
+        names = _objective_order([rows.obj_levels[c] for c in used])
+        k = len(names)
+        pos = np.full(len(rows.obj_levels) + 1, -1)
+        for i, name in enumerate(names):
+            pos[rows.obj_levels.index(name)] = i
+        ia, ib = pos[a], pos[b]
+        lo_i, hi_i = np.minimum(ia, ib), np.maximum(ia, ib)
+        wi = pos[win]  # -1 for a tie
+        outcome = np.where(wi == lo_i, 0, np.where(wi == hi_i, 1, 2))
+        pair_key = lo_i * k + hi_i
+        pairs_used = np.unique(pair_key)
+        pairs = np.stack([pairs_used // k, pairs_used % k], axis=1) if k else np.zeros((0, 2), int)
+        n_pairs = len(pairs_used)
+        p_idx = np.searchsorted(pairs_used, pair_key)
+        counts = np.bincount(p_idx * 3 + outcome, minlength=n_pairs * 3).reshape(n_pairs, 3)
+
+        def fold(c):
+            if s.tie_rule == "half":
+                return c[..., 0] + 0.5 * c[..., 2], c[..., 1] + 0.5 * c[..., 2]
+            return c[..., 0].astype(float), c[..., 1].astype(float)
+
+        strength = bt_fit(k, pairs, *fold(counts))
+        lo = hi = np.full(k, np.nan)
+        failed = 0
+        if s.bt_replicates and n_pairs:
+            prompts = rows.prompt[m]
+            n_p = len(rows.prompt_labels)
+            per_prompt = np.bincount(
+                prompts * (n_pairs * 3) + p_idx * 3 + outcome, minlength=n_p * n_pairs * 3
+            ).reshape(n_p, n_pairs, 3)
+            tot = resample_totals(per_prompt, s.bt_replicates, rng_for(s.bootstrap_seed, STREAM_BT * 10 + ci))
+            reps = bt_fit(k, pairs, *fold(tot))
+            failed = int(np.isnan(reps).any(axis=1).sum())
+            lo, hi = percentile_interval(reps, s.confidence)
+        order = np.argsort(-np.nan_to_num(strength, nan=-np.inf), kind="stable")
+        rank = np.empty(k, dtype=int)
+        rank[order] = np.arange(1, k + 1)
+        out[crit] = {
+            "objectives": [
+                {"objective": names[i], "strength": strength[i], "ci": [lo[i], hi[i]], "rank": int(rank[i])}
+                for i in range(k)
+            ],
+            "pairs": [
+                {
+                    "a": names[pairs[j, 0]],
+                    "b": names[pairs[j, 1]],
+                    "wins_a": int(counts[j, 0]),
+                    "wins_b": int(counts[j, 1]),
+                    "ties": int(counts[j, 2]),
+                    "rate_a": _rate(counts[j, 0], counts[j, 1], counts[j, 2], s.tie_rule)[()],
+                }
+                for j in range(n_pairs)
+            ],
+            "votes": int(m.sum()),
+            "scale": "log-odds, mean 0",
+            "bootstrap_failed_replicates": failed,
+        }
+    return out
+
+
+def _agreement(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings) -> dict[str, Any]:
+    """Nominal alpha per criterion; unit = (item, criterion), value = a won / b won / tie.
+
+    An annotator's repeated vote on the same unit (e.g. a side-swapped repeat) is dropped:
+    alpha pairs values of different coders.
+    """
+    value = np.where(rows.winner == rows.a, 0, np.where(rows.winner == rows.b, 1, 2))
+    out = {}
+    n_ann = len(rows.annotator_labels) + 1
+    for ci, crit in enumerate(settings.criteria):
+        m = crit_idx == ci
+        unit = rows.item[m]
+        key = unit.astype(np.int64) * n_ann + rows.annotator[m]
+        _, first = np.unique(key, return_index=True)
+        first.sort()
+        res = krippendorff_alpha_nominal(unit[first], value[m][first])
+        out[crit] = res.to_dict()
+    return out
+
+
+def _categories(rows: _Rows, pref: dict[str, Any], settings: AnalysisSettings) -> list[dict[str, Any]]:
+    """Exploratory: each cell split by prompt category, with Benjamini-Hochberg adjusted p."""
+    s = settings
+    n_cells = len(s.baselines) * len(s.criteria)
+    n_cat = len(rows.category_labels)
+    sel = pref["sel"]
+    if n_cat == 0:
+        return []
+    key = (pref["cell"][sel] * n_cat + rows.category[sel]) * 3 + pref["outcome"][sel]
+    counts = np.bincount(key, minlength=n_cells * n_cat * 3).reshape(n_cells * n_cat, 3)
+    w, l, t = counts[:, 0], counts[:, 1], counts[:, 2]
+    n = w + l + t
+    p = sign_test_pvalue(w, w + l)
+    p_bh = benjamini_hochberg(p)
+    if s.tie_rule == "half":
+        lo, hi = wilson(w + 0.5 * t, n, s.confidence)
+    else:
+        lo, hi = wilson(w, w + l, s.confidence)
+    rate = _rate(w, l, t, s.tie_rule)
+    out = []
+    for bi, base in enumerate(s.baselines):
+        for ci, crit in enumerate(s.criteria):
+            for gi, cat in enumerate(rows.category_labels):
+                k = (bi * len(s.criteria) + ci) * n_cat + gi
+                if n[k] == 0:
+                    continue
+                out.append(
+                    {
+                        "comparison": f"{s.focal} vs {base}",
+                        "baseline": base,
+                        "criterion": crit,
+                        "category": cat or "(none)",
+                        "wins": int(w[k]),
+                        "losses": int(l[k]),
+                        "ties": int(t[k]),
+                        "rate": rate[k],
+                        "ci_wilson": [lo[k], hi[k]],
+                        "p_value": p[k],
+                        "p_bh": p_bh[k],
+                    }
+                )
+    return out
+
+
+def _section(votes: VoteTable, mask: np.ndarray, settings: AnalysisSettings) -> dict[str, Any]:
+    rows = _Rows(votes, mask)
+    crit_idx = rows.criterion_index(settings.criteria)
+    pref = _preference(rows, settings, crit_idx)
+    return {
+        "votes": rows.n,
+        "annotators": len(rows.annotator_labels),
+        "prompts": len(rows.prompt_labels),
+        "items": int(len(np.unique(rows.item))),
+        "preference": pref["cells"],
+        "position_bias": _position_overall(rows, crit_idx, settings),
+        "bradley_terry": _bradley_terry(rows, crit_idx, settings),
+        "agreement": _agreement(rows, crit_idx, settings),
+        "categories": _categories(rows, pref, settings),
+    }
+
+
+def category_breakdown(votes: VoteTable, settings: AnalysisSettings | None = None, *, declared: bool = True) -> list:
+    """Per comparison x criterion x category: wins/losses/ties, rate, Wilson CI, p and BH-adjusted p.
+
+    Exploratory (Benjamini-Hochberg over all non-empty category cells, STUDY.md 4.4).
+    """
+    settings = settings or AnalysisSettings()
+    mask = declared_mask(votes, settings)[0] if declared else _regular(votes)
+    rows = _Rows(votes, mask)
+    crit_idx = rows.criterion_index(settings.criteria)
+    s0 = dataclasses.replace(settings, bootstrap_replicates=0)
+    return clean(_categories(rows, _preference(rows, s0, crit_idx), settings))
+
+
+def _regular(votes: VoteTable) -> np.ndarray:
+    kind = votes.factor("trial_kind")
+    return kind.codes == kind.code_of("regular")
+
+
+def analyse(votes: VoteTable, settings: AnalysisSettings | None = None) -> dict[str, Any]:
+    """Run the declared analysis on a vote table; returns the JSON-ready summary.
+
+    Deterministic given ``settings.bootstrap_seed``, and independent of row order except for
+    which of an annotator's repeated votes on one item enters the agreement statistic.
+    """
+    settings = settings or AnalysisSettings()
+    kind = votes.factor("trial_kind")
+    regular = _regular(votes)
+    keep, report = declared_mask(votes, settings)
+    summary = {
+        "schema": SCHEMA,
+        "settings": settings.to_dict(),
+        "data": {
+            "rows": len(votes),
+            "regular_votes": int(regular.sum()),
+            "attention_votes": int((kind.codes == kind.code_of("attention")).sum()),
+            "practice_votes": int((kind.codes == kind.code_of("practice")).sum()),
+        },
+        "exclusions": report,
+        "results": {
+            "all": _section(votes, regular, settings),
+            "declared": _section(votes, keep, settings),
+        },
+    }
+    return clean(summary)
