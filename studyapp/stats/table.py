@@ -273,8 +273,8 @@ def validate(table: VoteTable, *, first_line: int = 1) -> list[str]:
     attention = kind.codes == kind.code_of("attention")
     bad_values("expected", SIDES, where=attention & ~table.factor("expected").is_in(("",)))
     bad_values("expected", ("",), where=regular)
-    for col in ("annotator", "item_id", "prompt_id"):
-        empty = table.factor(col).is_in(("",)) & (regular | attention)
+    for col, where in (("annotator", regular | attention), ("item_id", regular), ("prompt_id", regular)):
+        empty = table.factor(col).is_in(("",)) & where
         if empty.any():
             problems.append(f"line(s) {_lines(empty, first_line)}: {col} is empty")
     if not regular.any():
