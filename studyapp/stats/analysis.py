@@ -95,6 +95,8 @@ class _Rows:
     def __init__(self, votes: VoteTable, mask: np.ndarray):
         idx = np.flatnonzero(mask)
         self.n = len(idx)
+        self._idx = idx
+        self._votes = votes
         f = votes.factor
         self.obj_levels = f("objective_a").levels
         self.a = f("objective_a").codes[idx]
@@ -111,6 +113,10 @@ class _Rows:
         self.item = f("item_id").codes[idx]
         self.category, self.category_labels = _compact(f("category").codes[idx], f("category").levels)
         self.tie_code = self.obj_levels.index(TIE) if TIE in self.obj_levels else -1
+
+    def column(self, name: str, positions: np.ndarray) -> np.ndarray:
+        """Raw values of a table column at these positions of the subset."""
+        return self._votes[name][self._idx[positions]]
 
     def criterion_index(self, criteria: tuple[str, ...]) -> np.ndarray:
         lut = np.array([criteria.index(c) if c in criteria else -1 for c in self.criterion_levels] + [-1])
@@ -486,19 +492,28 @@ def _bradley_terry(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings
 def _agreement(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings) -> dict[str, Any]:
     """Nominal alpha per criterion; unit = (item, criterion), value = a won / b won / tie.
 
-    An annotator's repeated vote on the same unit (e.g. a side-swapped repeat) is dropped:
-    alpha pairs values of different coders.
+    Alpha pairs values of different coders, so of an annotator's repeated votes on one unit
+    (e.g. a side-swapped repeat) only the first answer counts (earliest ``answered_at``, then
+    smallest ``vote_id`` as text): the result does not depend on row order.
     """
     value = np.where(rows.winner == rows.a, 0, np.where(rows.winner == rows.b, 1, 2))
     out = {}
     n_ann = len(rows.annotator_labels) + 1
     for ci, crit in enumerate(settings.criteria):
-        m = crit_idx == ci
-        unit = rows.item[m]
-        key = unit.astype(np.int64) * n_ann + rows.annotator[m]
-        _, first = np.unique(key, return_index=True)
-        first.sort()
-        res = krippendorff_alpha_nominal(unit[first], value[m][first])
+        m = np.flatnonzero(crit_idx == ci)
+        key = rows.item[m].astype(np.int64) * n_ann + rows.annotator[m]
+        _, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+        keep = counts[inv] == 1
+        dup = np.flatnonzero(~keep)
+        if len(dup):
+            at = rows.column("answered_at", m[dup])
+            vid = rows.column("vote_id", m[dup])
+            seen = set()
+            for j in sorted(range(len(dup)), key=lambda j: (key[dup[j]], at[j], vid[j])):
+                if key[dup[j]] not in seen:
+                    seen.add(key[dup[j]])
+                    keep[dup[j]] = True
+        res = krippendorff_alpha_nominal(rows.item[m][keep], value[m][keep])
         out[crit] = res.to_dict()
     return out
 
