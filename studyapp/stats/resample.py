@@ -39,7 +39,7 @@ def resample_totals(counts: np.ndarray, replicates: int, rng: np.random.Generato
     """
     counts = np.asarray(counts, dtype=float)
     c = counts.shape[0]
-    flat = counts.reshape(c, -1)
+    flat = counts.reshape(c, int(np.prod(counts.shape[1:], dtype=np.int64)))
     out = np.empty((replicates, flat.shape[1]))
     step = max(1, chunk // max(c, 1))
     for start in range(0, replicates, step):

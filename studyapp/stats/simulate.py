@@ -80,7 +80,8 @@ def simulate_votes(
     right = np.where(focal_left[t_idx], b_code, f_code)
     winner = np.where(tie, tie_code, np.where(chose_left, left, right))
     choice = np.where(tie, 2, np.where(chose_left, 0, 1))
-    resp = rng.lognormal(np.log(3000), 0.5, n).astype(np.int64)
+    # Attentive annotators never answer under a second; careless ones always do.
+    resp = np.maximum(rng.lognormal(np.log(3000), 0.5, n), 1000).astype(np.int64)
     resp = np.where(sloppy, rng.integers(200, 700, n), resp)
 
     cols = {
@@ -121,7 +122,7 @@ def simulate_votes(
             "winner": np.where(a_choice_left, a_left, a_right),
             "choice": np.where(a_choice_left, 0, 1),
             "expected": np.where(gold_left, 1, 2),
-            "response_ms": rng.lognormal(np.log(3000), 0.5, m).astype(np.int64),
+            "response_ms": np.maximum(rng.lognormal(np.log(3000), 0.5, m), 1000).astype(np.int64),
         }
         cols = {k: np.concatenate([cols[k], extra[k]]) for k in cols}
         n += m
