@@ -13,6 +13,7 @@ from studyapp.forms import PromptSetImportForm, RoundForm
 from studyapp.models import PromptSet, StudyRound
 from studyapp.services import prompts as prompt_services
 from studyapp.services import rounds as round_services
+from studyapp.views import results as results_views
 
 # Buttons shown per status: (target status, label).
 ACTIONS = {
@@ -58,6 +59,7 @@ def round_detail(request, round_id: int):
             "prolific_url": selectors.prolific_url(rnd, request.build_absolute_uri("/").rstrip("/")),
             "actions": ACTIONS[rnd.status],
             "config": rnd.config,
+            "results": results_views.results_context(rnd),
         },
     )
 

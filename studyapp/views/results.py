@@ -1,0 +1,223 @@
+"""Live results on the round page and the export downloads (staff only).
+
+Numbers come from ``studyapp.exports.round_export`` (``studyapp.stats`` on the exported votes
+file, cached until a vote arrives), so the page shows exactly what the downloads hold. The full
+declared bootstrap is used: the analysis itself takes well under a second at study scale.
+"""
+
+from __future__ import annotations
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils.safestring import mark_safe
+
+from studyapp import exports, stats
+from studyapp.models import Annotator, StudyRound
+
+CRITERION_LABELS = {"realism": "Photo-realism", "alignment": "Text alignment"}
+SUBSET_LABELS = {"all": "all votes", "declared": "declared exclusions"}
+PLANNER_POWER = 0.8
+# Below this distance from 50% the exact planner's search grows without bound; say so instead.
+PLANNER_MIN_EFFECT = 0.02
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _ci(pair) -> str:
+    lo, hi = pair
+    return "—" if lo is None or hi is None else f"{100 * lo:.1f}–{100 * hi:.1f}%"
+
+
+def _p(x) -> str:
+    if x is None:
+        return "—"
+    return "<0.0001" if x < 1e-4 else f"{x:.4f}"
+
+
+def _cell_view(cell: dict) -> dict:
+    return {
+        "wins": cell["wins"],
+        "losses": cell["losses"],
+        "ties": cell["ties"],
+        "n": cell["n"],
+        "tie_rate": _pct(cell["tie_rate"]),
+        "rate_excl_ties": _pct(cell["rate_excl_ties"]),
+        "rate_ties_half": _pct(cell["rate_ties_half"]),
+        "ci_wilson": _ci(cell["ci_wilson"]),
+        "ci_wilson_ties_half": _ci(cell["ci_wilson_ties_half"]),
+        "p_value": _p(cell["p_value"]),
+        "p_holm": _p(cell["p_holm"]),
+        "significant": cell["significant"],
+        "ci_bootstrap_prompt": _ci(cell["ci_bootstrap_prompt"]),
+        "ci_bootstrap_annotator": _ci(cell["ci_bootstrap_annotator"]),
+        "left_rate": _pct(cell["position"]["left_rate"]),
+        "left_p": _p(cell["position"]["left_p"]),
+    }
+
+
+def preference_tables(summary: dict) -> list[dict]:
+    """One table per criterion: a row per (baseline, subset)."""
+    settings = summary["settings"]
+    results = summary["results"]
+    tables = []
+    for crit in settings["criteria"]:
+        rows = []
+        for base in settings["baselines"]:
+            for subset in ("all", "declared"):
+                cell = next(c for c in results[subset]["preference"] if c["baseline"] == base and c["criterion"] == crit)
+                rows.append({"comparison": cell["comparison"], "subset": SUBSET_LABELS[subset], "first": subset == "all",
+                             **_cell_view(cell)})
+        tables.append({"criterion": crit, "label": CRITERION_LABELS.get(crit, crit), "rows": rows})
+    return tables
+
+
+def category_rows(summary: dict) -> list[dict]:
+    return [
+        {
+            "category": c["category"],
+            "comparison": c["comparison"],
+            "criterion": CRITERION_LABELS.get(c["criterion"], c["criterion"]),
+            "wins": c["wins"],
+            "losses": c["losses"],
+            "ties": c["ties"],
+            "rate": _pct(c["rate"]),
+            "ci": _ci(c["ci_wilson"]),
+            "p_value": _p(c["p_value"]),
+            "p_bh": _p(c["p_bh"]),
+        }
+        for c in sorted(summary["results"]["declared"]["categories"],
+                        key=lambda c: (c["category"], c["baseline"], c["criterion"]))
+    ]
+
+
+def qc_rows(annotators: list[dict], qc_status: dict[str, str]) -> list[dict]:
+    return [
+        {
+            "annotator": a["annotator"],
+            "qc_status": qc_status.get(a["annotator"], ""),
+            "votes": a["votes"],
+            "attention": f"{a['attention_correct']}/{a['attention_checks']}" if a["attention_checks"] else "—",
+            "attention_accuracy": _pct(a["attention_accuracy"]),
+            "median_ms": "—" if a["median_response_ms"] is None else f"{a['median_response_ms']:.0f}",
+            "fast": f"{a['fast_votes']} ({_pct(a['fast_share'])})",
+            "sides": f"{a['left']} / {a['right']} / {a['ties']}",
+            "left_rate": _pct(a["left_rate"]),
+            "left_p": _p(a["left_p"]),
+            "side_rate": _pct(a["side_rate"]),
+            "excluded": a["excluded"],
+            "reasons": ", ".join(a["reasons"]),
+        }
+        for a in annotators
+    ]
+
+
+def planner_rows(summary: dict) -> list[dict]:
+    """Votes needed per cell at the observed preference and tie rate (declared results) vs so far.
+
+    Exact two-sided binomial at the family's Holm first-step level (alpha / number of cells),
+    80% power, design effect 1 (clustering would raise it).
+    """
+    settings = summary["settings"]
+    cells = summary["results"]["declared"]["preference"]
+    n_tests = len(cells)
+    out = []
+    for c in cells:
+        p, tie_rate = c["rate_excl_ties"], c["tie_rate"] or 0.0
+        row = {"comparison": c["comparison"], "criterion": CRITERION_LABELS.get(c["criterion"], c["criterion"]),
+               "observed": _pct(p), "tie_rate": _pct(c["tie_rate"]), "votes": c["n"], "needed": None, "note": ""}
+        if p is None:
+            row["note"] = "no non-tie votes yet"
+        elif abs(p - 0.5) < PLANNER_MIN_EFFECT or p in (0.0, 1.0) or tie_rate >= 1:
+            row["note"] = "observed preference too close to 50% (or at 0/100%) to plan for"
+        else:
+            try:
+                plan = stats.votes_needed(p, power=PLANNER_POWER, alpha=settings["alpha"], n_tests=n_tests,
+                                          tie_rate=tie_rate)
+            except ValueError as exc:
+                row["note"] = str(exc)
+            else:
+                row["needed"] = plan.votes_stable
+                row["non_tie_needed"] = plan.non_tie_stable
+                row["remaining"] = max(0, plan.votes_stable - c["n"])
+                row["enough"] = c["n"] >= plan.votes_stable
+        out.append(row)
+    return out
+
+
+def _inline_svg(svg: bytes) -> str:
+    """The figure's SVG without its XML prolog and doctype, for embedding in the page."""
+    text = svg.decode("utf-8")
+    return text[text.index("<svg"):] if "<svg" in text else ""
+
+
+def results_context(rnd: StudyRound) -> dict:
+    """What templates/research/_results.html shows; ``error`` says why there are no numbers."""
+    try:
+        export = exports.round_export(rnd)
+    except exports.ExportError as exc:
+        return {"error": str(exc)}
+    summary = export.summary
+    qc_status = dict(Annotator.objects.filter(round=rnd).values_list("pseudonym", "qc_status"))
+    settings = summary["settings"]
+    return {
+        "error": "",
+        "frozen": rnd.analysis_settings is not None,
+        "settings": settings,
+        "tie_rule": "ties excluded" if settings["tie_rule"] == "exclude" else "ties count as half a win",
+        "confidence": round(100 * settings["confidence"]),
+        "data": summary["data"],
+        "all": summary["results"]["all"],
+        "declared": summary["results"]["declared"],
+        "exclusions": summary["exclusions"],
+        "has_votes": summary["data"]["regular_votes"] > 0,
+        "tables": preference_tables(summary),
+        # matplotlib's own SVG of our numbers and objective names: no user text in it.
+        "figure_svg": mark_safe(_inline_svg(export.files["figure.svg"])),
+        "categories": category_rows(summary),
+        "annotators": qc_rows(export.annotators, qc_status),
+        "planner": planner_rows(summary),
+        "planner_power": round(100 * PLANNER_POWER),
+        "agreement": [
+            {"criterion": CRITERION_LABELS.get(k, k), "alpha": "—" if v["alpha"] is None else f"{v['alpha']:.3f}",
+             "units": v["units"], "percent_agreement": _pct(v["percent_agreement"])}
+            for k, v in summary["results"]["declared"]["agreement"].items()
+        ],
+        "downloads": exports.FILE_NAMES,
+    }
+
+
+@staff_member_required
+def export_file(request, round_id: int, name: str):
+    """One file of the round's export bundle (votes.csv, summary.json, figure.png, ...)."""
+    if name not in exports.FILE_NAMES:
+        raise Http404(f"no export file {name!r}")
+    rnd = get_object_or_404(StudyRound, pk=round_id)
+    export = _export_or_error(rnd)
+    if isinstance(export, HttpResponse):
+        return export
+    resp = HttpResponse(export.files[name], content_type=exports.CONTENT_TYPES[name])
+    if name != "figure.svg":
+        resp["Content-Disposition"] = f'attachment; filename="round-{rnd.pk}-{name}"'
+    return resp
+
+
+@staff_member_required
+def export_zip(request, round_id: int):
+    rnd = get_object_or_404(StudyRound, pk=round_id)
+    export = _export_or_error(rnd)
+    if isinstance(export, HttpResponse):
+        return export
+    resp = HttpResponse(export.zip_bytes(), content_type="application/zip")
+    resp["Content-Disposition"] = f'attachment; filename="round-{rnd.pk}-export.zip"'
+    return resp
+
+
+def _export_or_error(rnd: StudyRound):
+    try:
+        return exports.round_export(rnd)
+    except exports.ExportError as exc:
+        return HttpResponse(f"cannot export round #{rnd.pk}: {exc}\n", status=409, content_type="text/plain; charset=utf-8")
+

@@ -1,0 +1,171 @@
+"""The results section of the round page and the export downloads: staff only, numbers from the
+stats module on the exported votes, cached until a vote arrives."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+
+import pytest
+from django.core.cache import cache
+
+from studyapp import exports
+from studyapp.models import Annotator, ComparisonItem, Trial, Vote
+
+from .test_results_rows import add_votes, open_round
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _page(client, rnd) -> str:
+    resp = client.get(f"/research/rounds/{rnd.pk}/")
+    assert resp.status_code == 200
+    return resp.content.decode()
+
+
+def _section(html: str, element_id: str) -> str:
+    start = html.index(f'id="{element_id}"')
+    return html[start: html.index("</table>", start)]
+
+
+def test_round_page_shows_results_figure_planner_categories_and_qc(staff_client, round_config):
+    rnd = open_round(round_config)
+    add_votes(rnd, n_annotators=6, fast_annotator=True)
+    html = _page(staff_client, rnd)
+    summary = exports.round_export(rnd).summary
+
+    # one table per criterion, a row per baseline and subset, with the stats module's numbers
+    for crit in ("realism", "alignment"):
+        table = _section(html, f"pref-{crit}")
+        for base in ("ITC", "CAP", "BLEND"):
+            assert f"SHIFT vs {base}" in table
+            for subset in ("all", "declared"):
+                cell = next(c for c in summary["results"][subset]["preference"]
+                            if c["baseline"] == base and c["criterion"] == crit)
+                assert f"{cell['wins']} / {cell['losses']} / {cell['ties']}" in table
+                assert f"{100 * cell['rate_excl_ties']:.1f}%" in table
+                assert f"{100 * cell['rate_ties_half']:.1f}%" in table
+                lo, hi = cell["ci_bootstrap_prompt"]
+                assert f"{100 * lo:.1f}–{100 * hi:.1f}%" in table
+        assert "all votes" in table and "declared exclusions" in table
+    assert "Photo-realism" in html and "Text alignment" in html
+    # the fast annotator is dropped from the declared counts
+    all_itc = next(c for c in summary["results"]["all"]["preference"] if c["baseline"] == "ITC" and c["criterion"] == "realism")
+    dec_itc = next(c for c in summary["results"]["declared"]["preference"] if c["baseline"] == "ITC" and c["criterion"] == "realism")
+    assert all_itc["n"] == 6 * 8 and dec_itc["n"] == 5 * 8
+
+    # inline SVG figure (no XML prolog inside the page)
+    figure = html[html.index('id="figure"'):]
+    assert figure.index("<svg") < figure.index("</svg>") and "<?xml" not in html
+
+    planner = _section(html, "planner")
+    assert planner.count("<tr>") == 1 + 6 and ("more" in planner or "enough" in planner or "too close" in planner)
+
+    categories = _section(html, "categories")
+    for cat in ("Colors", "Counting", "Text", "(none)"):
+        assert f"<td>{cat}</td>" in categories
+
+    qc = _section(html, "annotator-qc")
+    assert qc.count('class="excluded"') == 1 and "attention, side_rate" in qc
+    assert "1/1 (100.0%)" in qc and "0/1 (0.0%)" in qc
+
+    # downloads are linked
+    for name in exports.FILE_NAMES:
+        assert f"/research/rounds/{rnd.pk}/export/{name}" in html
+    assert f"/research/rounds/{rnd.pk}/export/round-export.zip" in html
+
+
+def test_planner_numbers(staff_client, round_config):
+    rnd = open_round(round_config)
+    # SHIFT wins every realism vote against ITC: the planner needs only a handful
+    add_votes(rnd, n_annotators=3, tie_rate=0.0, p_shift={k: (1.0 if k == ("ITC", "realism") else 0.7) for k in
+                                                           [(b, c) for b in ("ITC", "CAP", "BLEND") for c in ("realism", "alignment")]})
+    from studyapp.views.results import planner_rows
+
+    rows = planner_rows(exports.round_export(rnd).summary)
+    itc = next(r for r in rows if r["comparison"] == "SHIFT vs ITC" and r["criterion"] == "Photo-realism")
+    assert itc["needed"] is None and "0/100%" in itc["note"]
+    others = [r for r in rows if r["needed"] is not None]
+    assert others, rows
+    for r in others:
+        assert r["needed"] >= r["non_tie_needed"] and r["remaining"] == max(0, r["needed"] - r["votes"])
+
+
+def test_round_page_before_any_vote_and_before_opening(staff_client, round_config):
+    rnd = open_round(round_config, open_it=False)
+    html = _page(staff_client, rnd)
+    assert 'id="no-votes"' in html and "declared by the config" in html
+    assert 'id="pref-realism"' not in html
+
+
+def test_cache_follows_new_votes(staff_client, round_config, django_assert_max_num_queries):
+    rnd = open_round(round_config)
+    add_votes(rnd, n_annotators=2, attention=False, practice=False)
+    first = exports.round_export(rnd)
+    with django_assert_max_num_queries(3):  # the cache key's reads only, no vote rows
+        assert exports.round_export(rnd).summary == first.summary
+    n_before = first.summary["data"]["regular_votes"]
+    it = ComparisonItem.objects.filter(round=rnd).first()
+    ann = Annotator.objects.create(round=rnd, pseudonym="late")
+    t = Trial.objects.create(annotator=ann, item=it, position=1, prompt=it.prompt, left_render=it.render_a, right_render=it.render_b)
+    Vote.objects.create(trial=t, criterion="realism", choice="left", winner=it.objective_a, response_ms=2000)
+    assert exports.round_export(rnd).summary["data"]["regular_votes"] == n_before + 1
+    assert f"{n_before + 1} regular votes" in _page(staff_client, rnd)
+
+
+def test_downloads_are_the_export_bundle(staff_client, round_config):
+    rnd = open_round(round_config)
+    add_votes(rnd, n_annotators=3)
+    base = f"/research/rounds/{rnd.pk}/export/"
+    bundle = exports.round_export(rnd)
+    for name in exports.FILE_NAMES:
+        resp = staff_client.get(base + name)
+        assert resp.status_code == 200, name
+        assert resp["Content-Type"] == exports.CONTENT_TYPES[name]
+        assert resp.content == bundle.files[name]
+    summary = json.loads(staff_client.get(base + "summary.json").content)
+    assert summary["settings"] == json.loads(staff_client.get(base + "settings.json").content)
+    assert summary["input"]["rows"] == Vote.objects.count()
+    resp = staff_client.get(base + "round-export.zip")
+    assert resp.status_code == 200 and 'filename="round-' in resp["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(resp.content)) as zf:
+        assert sorted(n.split("/")[-1] for n in zf.namelist()) == sorted(exports.FILE_NAMES)
+    assert staff_client.get(base + "secrets.txt").status_code == 404
+    assert staff_client.get(f"/research/rounds/999999/export/votes.csv").status_code == 404
+
+
+def test_results_and_downloads_are_staff_only(client, django_user_model, round_config):
+    rnd = open_round(round_config)
+    add_votes(rnd, n_annotators=1)
+    urls = [f"/research/rounds/{rnd.pk}/", f"/research/rounds/{rnd.pk}/export/round-export.zip"]
+    urls += [f"/research/rounds/{rnd.pk}/export/{n}" for n in exports.FILE_NAMES]
+    for url in urls:
+        resp = client.get(url)
+        assert resp.status_code == 302 and "login" in resp["Location"], url
+    # a logged-in non-staff user is not let in either
+    client.force_login(django_user_model.objects.create_user("annotator-ish", password="pw"))
+    for url in urls:
+        resp = client.get(url)
+        assert resp.status_code == 302 and "login" in resp["Location"], url
+        assert b"SHIFT" not in resp.content
+
+
+def test_unusable_settings_show_a_message(staff_client, round_config):
+    rnd = open_round(round_config)
+    add_votes(rnd, n_annotators=1)
+    rnd.analysis_settings = {**rnd.analysis_settings, "tie_rule": "coin-flip"}
+    rnd.save(update_fields=["analysis_settings"])
+    html = _page(staff_client, rnd)
+    assert "No results:" in html and "tie_rule" in html
+    resp = staff_client.get(f"/research/rounds/{rnd.pk}/export/summary.json")
+    assert resp.status_code == 409 and b"tie_rule" in resp.content
+    assert re.search(r"<svg", html) is None
