@@ -88,8 +88,9 @@ def category_rows(summary: dict) -> list[dict]:
             "p_value": _p(c["p_value"]),
             "p_bh": _p(c["p_bh"]),
         }
-        for c in sorted(summary["results"]["declared"]["categories"],
-                        key=lambda c: (c["category"], c["baseline"], c["criterion"]))
+        # by category, then in the stats module's (baseline, criterion) order
+        for _, c in sorted(enumerate(summary["results"]["declared"]["categories"]),
+                           key=lambda ic: (ic[1]["category"] == "(none)", ic[1]["category"], ic[0]))
     ]
 
 
