@@ -1,0 +1,135 @@
+"""Benchmark of the statistics module (run on demand, not part of the test suite).
+
+    .venv/bin/python tests/benchmarks/bench_stats.py [--votes 1000000] [--repeats 3] [--csv]
+
+Target (issue): the full analysis of 1,000,000 votes with 1,000 bootstrap replicates (prompt and
+annotator cluster bootstraps, plus 1,000 Bradley-Terry replicates per criterion) in under 10 s on
+a 2-core machine. Prints one JSON line per figure; each time is the median of ``--repeats`` runs.
+The baseline, measured in the same run on the same table, is the same analysis without any
+bootstrap; ``bootstrap_overhead_ratio`` is full / baseline. ``--csv`` also times writing and
+reading the votes file (the CLI's input step), which is not part of the 10 s target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from studyapp.stats import AnalysisSettings, analyse, read_votes_csv, simulate_votes, write_votes_csv  # noqa: E402
+
+LIMIT_S = 10.0
+
+
+def _time(fn, repeats: int) -> tuple[float, list[float], object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def _emit(**fields) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--votes", type=int, default=1_000_000, help="regular votes (about; attention rows come on top)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--replicates", type=int, default=1000)
+    ap.add_argument("--csv", action="store_true", help="also time writing and reading the votes CSV")
+    args = ap.parse_args()
+
+    # A large round: 2,000 prompts in 11 categories, 5,000 annotators (2% careless), 3 baselines x
+    # 2 criteria, 20% ties, annotator and prompt effects, 10 attention checks per annotator.
+    table = simulate_votes(
+        trials_per_baseline=args.votes // 6,
+        n_prompts=2000,
+        n_annotators=5000,
+        preference=0.6,
+        tie_rate=0.2,
+        annotator_sd=0.3,
+        prompt_sd=0.5,
+        attention_per_annotator=10,
+        careless_annotators=100,
+        n_categories=11,
+        seed=0,
+    )
+    n = len(table)
+    env = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+    full = AnalysisSettings(bootstrap_replicates=args.replicates, bt_replicates=args.replicates)
+    base = AnalysisSettings(bootstrap_replicates=0, bt_replicates=0)
+    analyse(table, base)  # warm-up (imports, caches)
+
+    t_base, times_base, _ = _time(lambda: analyse(table, base), args.repeats)
+    t_full, times_full, summary = _time(lambda: analyse(table, full), args.repeats)
+    label = f"{round(n / 1e6)}M" if n >= 1e6 else f"{n // 1000}k"
+    _emit(
+        figure=f"analysis_{label}_votes_s",
+        value=round(t_full, 3),
+        unit="s",
+        rows=n,
+        regular_votes=summary["data"]["regular_votes"],
+        bootstrap_replicates=args.replicates,
+        bt_replicates=args.replicates,
+        repeats=args.repeats,
+        times=[round(t, 3) for t in times_full],
+        limit_s=LIMIT_S,
+        within_limit=t_full < LIMIT_S,
+        **env,
+    )
+    _emit(
+        figure=f"analysis_{label}_votes_no_bootstrap_s",
+        value=round(t_base, 3),
+        unit="s",
+        rows=n,
+        repeats=args.repeats,
+        times=[round(t, 3) for t in times_base],
+        **env,
+    )
+    _emit(
+        figure="bootstrap_overhead_ratio",
+        value=round(t_full / t_base, 3),
+        unit="x",
+        numerator=f"analysis_{label}_votes_s",
+        baseline=f"analysis_{label}_votes_no_bootstrap_s",
+    )
+    if args.csv:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "votes.csv"
+            t0 = time.perf_counter()
+            write_votes_csv(table, path)
+            t_write = time.perf_counter() - t0
+            t_read, times_read, back = _time(lambda: read_votes_csv(path), 1)
+            assert len(back) == n
+            _emit(figure=f"write_votes_csv_{label}_s", value=round(t_write, 3), unit="s", rows=n, **env)
+            _emit(
+                figure=f"read_votes_csv_{label}_s",
+                value=round(t_read, 3),
+                unit="s",
+                rows=n,
+                bytes=path.stat().st_size,
+                **env,
+            )
+            _emit(
+                figure="read_csv_vs_analysis_ratio",
+                value=round(t_read / t_full, 3),
+                unit="x",
+                numerator=f"read_votes_csv_{label}_s",
+                baseline=f"analysis_{label}_votes_s",
+            )
+    return 0 if t_full < LIMIT_S or n < 1_000_000 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
