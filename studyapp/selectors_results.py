@@ -2,8 +2,9 @@
 the analysis settings the round is reported with.
 
 One row per vote, in the column order of ``studyapp.stats.VOTE_COLUMNS``. Rows are plain dicts of
-strings and ints, so the same rows feed the CSV export and the in-memory table; the server-side
-``Vote.winner`` (resolved from the stored sides, DESIGN invariant 3) is exported as recorded for
+strings and ints, so the same rows feed the CSV export and the in-memory table. ``objective_a``
+is SHIFT whenever the pair has it (all-pairs rounds store pairs in objective order, e.g. ITC/SHIFT).
+The server-side ``Vote.winner`` (resolved from the stored sides, DESIGN invariant 3) is exported as recorded for
 regular trials.
 
 Attention trials have no comparison item. Their two images are named ``GOLD`` (the side with the
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from datetime import timezone as dt_timezone
 
 from studyapp.models import StudyRound, Trial, Vote
+from studyapp.round_config import FOCAL
 from studyapp.services.rounds import analysis_settings_for
 
 GOLD = "GOLD"
@@ -72,6 +74,8 @@ def round_vote_rows(rnd: StudyRound) -> Iterator[dict]:
         expected = ""
         if kind == Trial.Kind.REGULAR:
             a, b = v["trial__item__objective_a"], v["trial__item__objective_b"]
+            if b == FOCAL:  # all-pairs rounds store pairs in objective order; the export puts SHIFT first
+                a, b = b, a
             left, right = v["trial__left_render__objective"], v["trial__right_render__objective"]
             winner = v["winner"]
             seed = v["trial__item__seed"]

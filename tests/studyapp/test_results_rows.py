@@ -82,8 +82,8 @@ def add_votes(rnd: StudyRound, *, n_annotators: int = 6, seed: int = 1, attentio
             votes += [Vote(trial=t, criterion="realism", choice=picked, winner=r.objective, response_ms=2500),
                       Vote(trial=t, criterion="alignment", choice="tie", winner="tie", response_ms=2500)]
         for it in items:
-            shift_left = rng.random() < 0.5
-            left, right = (it.render_a, it.render_b) if shift_left else (it.render_b, it.render_a)
+            a_left = rng.random() < 0.5
+            left, right = (it.render_a, it.render_b) if a_left else (it.render_b, it.render_a)
             t = trial(kind=Trial.Kind.REGULAR, item=it, prompt=it.prompt, left_render=left, right_render=right)
             for crit in ("realism", "alignment"):
                 if fast:
@@ -91,8 +91,13 @@ def add_votes(rnd: StudyRound, *, n_annotators: int = 6, seed: int = 1, attentio
                 elif rng.random() < tie_rate:
                     choice = "tie"
                 else:
-                    shift_wins = rng.random() < p_shift[(it.objective_b, crit)]
-                    choice = "left" if shift_wins == shift_left else "right"
+                    if "SHIFT" in (it.objective_a, it.objective_b):
+                        other = it.objective_b if it.objective_a == "SHIFT" else it.objective_a
+                        p_a = p_shift[(other, crit)] if it.objective_a == "SHIFT" else 1 - p_shift[(other, crit)]
+                    else:
+                        p_a = 0.5
+                    a_wins = rng.random() < p_a
+                    choice = "left" if a_wins == a_left else "right"
                 winner = {"left": left.objective, "right": right.objective, "tie": "tie"}[choice]
                 ms = 300 if fast else rng.randint(1200, 9000)
                 votes.append(Vote(trial=t, criterion=crit, choice=choice, winner=winner, response_ms=ms))
@@ -130,7 +135,6 @@ def test_regular_rows_match_the_database_whichever_side(round_config):
 def test_a_left_and_a_right_vote_on_one_item(round_config):
     rnd = open_round(round_config)
     it = ComparisonItem.objects.filter(round=rnd, objective_b="ITC").first()
-    rows_by_ann = {}
     for name, (left, right), choice in (("L", (it.render_a, it.render_b), "left"), ("R", (it.render_b, it.render_a), "left")):
         ann = Annotator.objects.create(round=rnd, pseudonym=name)
         t = Trial.objects.create(annotator=ann, item=it, position=1, prompt=it.prompt, left_render=left, right_render=right)
@@ -174,3 +178,13 @@ def test_settings_before_and_after_opening(round_config):
     # frozen: what the round stored at opening wins over the config
     rnd.analysis_settings = {**rnd.analysis_settings, "min_response_ms": 0}
     assert round_analysis_settings(rnd)["exclusions"]["min_response_ms"] == 0
+
+
+def test_all_pairs_round_puts_shift_first(round_config):
+    rnd = open_round({**round_config, "comparisons": "all-pairs"})
+    add_votes(rnd, n_annotators=1, attention=False, practice=False,
+              p_shift={(b, c): 0.7 for b in ("ITC", "CAP", "BLEND") for c in ("realism", "alignment")})
+    rows = list(round_vote_rows(rnd))
+    pairs = {(r["objective_a"], r["objective_b"]) for r in rows}
+    assert ("SHIFT", "ITC") in pairs and ("ITC", "SHIFT") not in pairs and ("ITC", "CAP") in pairs
+    assert ComparisonItem.objects.filter(round=rnd, objective_a="ITC", objective_b="SHIFT").exists()

@@ -140,7 +140,7 @@ def test_downloads_are_the_export_bundle(staff_client, round_config):
     with zipfile.ZipFile(io.BytesIO(resp.content)) as zf:
         assert sorted(n.split("/")[-1] for n in zf.namelist()) == sorted(exports.FILE_NAMES)
     assert staff_client.get(base + "secrets.txt").status_code == 404
-    assert staff_client.get(f"/research/rounds/999999/export/votes.csv").status_code == 404
+    assert staff_client.get("/research/rounds/999999/export/votes.csv").status_code == 404
 
 
 def test_results_and_downloads_are_staff_only(client, django_user_model, round_config):
