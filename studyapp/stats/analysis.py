@@ -600,8 +600,39 @@ def _regular(votes: VoteTable) -> np.ndarray:
 def analyse(votes: VoteTable, settings: AnalysisSettings | None = None) -> dict[str, Any]:
     """Run the declared analysis on a vote table; returns the JSON-ready summary.
 
-    Deterministic given ``settings.bootstrap_seed``, and independent of row order except for
-    which of an annotator's repeated votes on one item enters the agreement statistic.
+    Deterministic given ``settings.bootstrap_seed`` and independent of row order; floats are
+    rounded to 6 significant digits and undefined values (no votes) are ``None``.
+
+    Summary structure::
+
+        schema        "studyapp.stats/1"
+        settings      AnalysisSettings.to_dict() (feed back with --settings to reproduce)
+        data          rows, regular_votes, attention_votes, practice_votes
+        exclusions    rules; attention / side_rate: {annotators, votes} (each rule on its own);
+                      fast_votes: {votes}; total: {annotators, votes, annotators_kept,
+                      votes_kept} (the union); excluded_annotators: [{annotator, reasons}]
+        results       "all" (every regular vote) and "declared" (exclusions applied), each:
+          votes, annotators, prompts, items
+          preference      one per baseline x criterion: comparison, focal, baseline,
+                          criterion, wins, losses, ties, n, tie_rate, rate (headline, by the
+                          tie rule), rate_excl_ties, rate_ties_half, ci (Wilson of the headline
+                          rate), ci_exact and ci_wilson (non-tie rate), ci_wilson_ties_half,
+                          ci_bootstrap_prompt, ci_bootstrap_annotator (headline rate,
+                          percentile), p_value (exact two-sided binomial, non-tie votes),
+                          p_holm (over the cells with votes), significant (p_holm <= alpha),
+                          position {left_chosen, left_rate, left_p, focal_left, focal_right,
+                          side_effect_p (Fisher's exact, focal rate by side)}
+          position_bias   all_criteria and per criterion: left, right, ties, left_rate,
+                          ci_wilson, p_value (left-choice rate vs 0.5, non-tie votes)
+          bradley_terry   per criterion: objectives [{objective, strength, ci, rank}],
+                          pairs [{a, b, wins_a, wins_b, ties, rate_a}], votes, scale,
+                          bootstrap_failed_replicates (prompt bootstrap)
+          agreement       per criterion: Krippendorff's alpha (nominal), units, values,
+                          percent_agreement
+          categories      exploratory, per baseline x criterion x category: wins, losses,
+                          ties, rate, ci_wilson, p_value, p_bh (Benjamini-Hochberg)
+
+    The CLI adds ``input`` (file name, sha256, rows).
     """
     settings = settings or AnalysisSettings()
     kind = votes.factor("trial_kind")

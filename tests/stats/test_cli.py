@@ -45,7 +45,7 @@ def test_out_dir_and_settings_from_summary_reproduce_exactly(tmp_path, votes_csv
     # The exported summary.json as --settings reproduces it byte for byte.
     assert main([str(votes_csv), "--settings", str(out1 / "summary.json"), "--out", str(out2)]) == 0
     capsys.readouterr()
-    for name in ("summary.json", "summary.csv", "annotators.csv", "figure.svg"):
+    for name in ("summary.json", "summary.csv", "annotators.csv", "figure.svg", "figure.png"):
         assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
 
 
