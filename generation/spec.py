@@ -1,0 +1,182 @@
+"""``GenerationSpec``: every knob of a render, frozen, JSON round-trip, stable hash.
+
+The spec is the contract between the web half (stored as JSON on a job) and the GPU worker.
+Defaults are assumptions where the paper is silent; ``docs/generation.md`` justifies each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from generation.respace import space_timesteps
+
+OBJECTIVES = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
+UNET_PRESETS = ("guided-diffusion-256-uncond", "tiny")
+BLIP_PRESETS = ("model_base", "model_base_capfilt_large", "tiny")
+
+# Field name -> allowed values, for the string-choice fields.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "unet": UNET_PRESETS,
+    "blip": BLIP_PRESETS,
+    "sampler": ("ddpm", "ddim"),
+    "itc_loss": ("cos", "cos_temp"),
+    "itm_first_token": ("[ENC]", "[CLS]"),
+    "normalization": ("grad", "none"),
+    "guided_image": ("x0", "blend"),
+    "precision": ("fp32", "bf16"),
+}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; ``problems`` lists every ``field: what is wrong``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("invalid generation spec: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Everything that decides the pixels of a render (besides prompt, seed and objective).
+
+    Guidance scales multiply the objective's gradient; which scale applies depends on the
+    objective being rendered (``scale_for``). Loss terms are per-sample and summed over the batch.
+    """
+
+    unet: str = "guided-diffusion-256-uncond"
+    blip: str = "model_base"
+    respacing: str = "100"
+    sampler: str = "ddpm"
+    eta: float = 0.0
+    clip_denoised: bool = True
+    scale_itc: float = 0.3
+    scale_itm: float = 0.3
+    scale_cap: float = 0.3
+    scale_shift: float = 0.3
+    scale_blend: float = 0.3
+    itc_loss: str = "cos"
+    itm_first_token: str = "[ENC]"
+    cap_prompt: str = "a picture of "
+    cap_label_smoothing: float = 0.0
+    normalization: str = "grad"
+    blend_weight_itc: float = 0.5
+    blend_weight_cap: float = 0.5
+    guided_image: str = "x0"
+    views: int = 1
+    range_loss_weight: float = 0.0
+    blip_image_size: int = 384
+    precision: str = "fp32"
+    batch_size: int = 4
+
+    def __post_init__(self):
+        # GenerationSpec(eta=0) and from_dict({"eta": 0.0}) must hash alike.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+        problems = _problems(dataclasses.asdict(self))
+        if problems:
+            raise SpecError(problems)
+
+    @classmethod
+    def tiny(cls, **overrides) -> "GenerationSpec":
+        """Random tiny UNet and BLIP, few steps: CPU tests and the ``--tiny`` CLI."""
+        return cls(**{"unet": "tiny", "blip": "tiny", "respacing": "8", "blip_image_size": 32, **overrides})
+
+    def scale_for(self, objective: str) -> float:
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        return getattr(self, f"scale_{objective.lower()}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GenerationSpec":
+        """Validate and build; raises :class:`SpecError` listing every problem, unknown fields included."""
+        if not isinstance(d, dict):
+            raise SpecError([f"spec must be a JSON object, got {type(d).__name__}"])
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        problems = [f"{k}: unknown field (valid: {', '.join(fields)})" for k in d if k not in fields]
+        values = {}
+        for name, f in fields.items():
+            if name not in d:
+                continue
+            value, problem = _coerce(name, f.type, d[name])
+            if problem:
+                problems.append(problem)
+            else:
+                values[name] = value
+        defaults = {name: f.default for name, f in fields.items()}
+        problems += _problems({**defaults, **values})
+        if problems:
+            raise SpecError(problems)
+        return cls(**values)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    def spec_hash(self) -> str:
+        """sha256 hex of the canonical JSON (sorted keys, no spaces, floats as floats)."""
+        return hashlib.sha256(self.canonical_json().encode("ascii")).hexdigest()
+
+
+def _coerce(name: str, typ: str, value: Any) -> tuple[Any, str | None]:
+    """JSON value -> field value; ints are accepted for floats so 0 and 0.0 hash alike."""
+    if typ == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None, f"{name}: expected a number, got {value!r}"
+        return float(value), None
+    if typ == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value), None
+            return None, f"{name}: expected an integer, got {value!r}"
+        return value, None
+    if typ == "bool":
+        if not isinstance(value, bool):
+            return None, f"{name}: expected true or false, got {value!r}"
+        return value, None
+    if not isinstance(value, str):
+        return None, f"{name}: expected a string, got {value!r}"
+    return value, None
+
+
+def _problems(v: dict[str, Any]) -> list[str]:
+    out = []
+    for name, allowed in _CHOICES.items():
+        if v[name] not in allowed:
+            out.append(f"{name}: {v[name]!r} is not one of {', '.join(map(repr, allowed))}")
+    for name in ("eta", "scale_itc", "scale_itm", "scale_cap", "scale_shift", "scale_blend",
+                 "cap_label_smoothing", "blend_weight_itc", "blend_weight_cap", "range_loss_weight"):
+        x = v[name]
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
+            out.append(f"{name}: must be a finite number >= 0, got {x!r}")
+    if isinstance(v["eta"], (int, float)) and v["eta"] > 1:
+        out.append(f"eta: must be in [0, 1], got {v['eta']!r}")
+    if isinstance(v["cap_label_smoothing"], (int, float)) and v["cap_label_smoothing"] >= 1:
+        out.append(f"cap_label_smoothing: must be in [0, 1), got {v['cap_label_smoothing']!r}")
+    for name, lo in (("views", 1), ("batch_size", 1), ("blip_image_size", 16)):
+        x = v[name]
+        if isinstance(x, bool) or not isinstance(x, int) or x < lo:
+            out.append(f"{name}: must be an integer >= {lo}, got {x!r}")
+    size = v["blip_image_size"]
+    if isinstance(size, int) and not isinstance(size, bool) and size % 16 and v["blip"] != "tiny":
+        out.append(f"blip_image_size: must be a multiple of 16 (BLIP's patch size), got {size}")
+    if isinstance(size, int) and v["blip"] == "tiny" and size % 8:
+        out.append(f"blip_image_size: the tiny BLIP needs a multiple of 8, got {size}")
+    if not isinstance(v["cap_prompt"], str):
+        out.append("cap_prompt: must be a string")
+    if isinstance(v["respacing"], str):
+        try:
+            space_timesteps(1000, v["respacing"])
+        except ValueError as exc:
+            out.append(f"respacing: {exc}")
+    else:
+        out.append(f"respacing: must be a string like '100' or 'ddim50', got {v['respacing']!r}")
+    return out
