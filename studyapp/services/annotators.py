@@ -1,0 +1,244 @@
+"""Annotators: entry (direct link or Prolific), consent, the comprehension check, the phase an
+annotator is in, completion and attention-check QC.
+
+An annotator has no account. The browser holds a signed cookie with the annotator's random
+pseudonym (views); a returning ``PROLIFIC_PID`` resumes the same annotator. Status follows the
+flow ``consented -> practice -> active -> completed``, or ``screened_out`` after failing the
+comprehension check twice (Prolific's policy: two attempts before a screen-out).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import quote
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from studyapp.exceptions import StudyError
+from studyapp.models import Annotator, StudyRound, Trial, Vote
+from studyapp.round_config import RoundConfig
+
+Status = Annotator.Status
+PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc="
+COMPREHENSION_ATTEMPTS = 2
+# Prolific ids are 24 hex characters; accept any short plain id, refuse anything else.
+_PLATFORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class AnnotateError(StudyError):
+    """Something an annotator's request cannot do; ``message`` is shown to the annotator."""
+
+    def __init__(self, message: str, *, code: str, status: int = 400):
+        super().__init__(message, code=code)
+        self.status = status
+
+
+@lru_cache(maxsize=256)
+def _config_for(round_id: int, config_json: str) -> RoundConfig:
+    return RoundConfig.from_dict(json.loads(config_json))
+
+
+def config_of(rnd: StudyRound) -> RoundConfig:
+    """The round's config, parsed once per process (a round's config never changes after creation)."""
+    return _config_for(rnd.pk, json.dumps(rnd.config, sort_keys=True))
+
+
+def round_check_open(rnd: StudyRound) -> None:
+    """Refuse politely unless the round takes annotators."""
+    if rnd.status == StudyRound.Status.OPEN:
+        return
+    if rnd.status == StudyRound.Status.CLOSED:
+        raise AnnotateError(
+            "This study has closed and takes no more answers. Thank you for your interest.", code="round_closed", status=410
+        )
+    raise AnnotateError("This study is not open yet. Please come back later.", code="round_not_open", status=409)
+
+
+@dataclass(frozen=True)
+class PlatformIds:
+    prolific_pid: str = ""
+    study_id: str = ""
+    session_id: str = ""
+
+    @classmethod
+    def from_query(cls, query) -> "PlatformIds":
+        """Read PROLIFIC_PID / STUDY_ID / SESSION_ID; values that are not plain ids are dropped."""
+
+        def clean(name: str) -> str:
+            value = (query.get(name) or "").strip()
+            return value if _PLATFORM_ID.match(value) else ""
+
+        return cls(clean("PROLIFIC_PID"), clean("STUDY_ID"), clean("SESSION_ID"))
+
+
+def annotator_for_prolific(*, rnd: StudyRound, prolific_pid: str) -> Annotator | None:
+    if not prolific_pid:
+        return None
+    return Annotator.objects.filter(round=rnd, prolific_pid=prolific_pid).first()
+
+
+def annotator_consent(*, rnd: StudyRound, ids: PlatformIds, user_agent: str = "") -> Annotator:
+    """Create the annotator who just consented (or return the one this Prolific id already has)."""
+    round_check_open(rnd)
+    existing = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid)
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            return Annotator.objects.create(
+                round=rnd,
+                prolific_pid=ids.prolific_pid,
+                prolific_study_id=ids.study_id,
+                prolific_session_id=ids.session_id,
+                status=Status.CONSENTED,
+                consent_at=timezone.now(),
+                user_agent=user_agent[:300],
+            )
+    except IntegrityError:
+        # The same Prolific id consented twice at once (double click, two tabs): one row wins.
+        existing = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid)
+        if existing is None:
+            raise
+        return existing
+
+
+# The comprehension check: (field, question, options as (value, label), correct value).
+COMPREHENSION = (
+    (
+        "q1",
+        "The first question asks which image looks more like a real photograph. What do you judge?",
+        (("a", "Which image matches the text better"), ("b", "Which image looks more like a real photo, whatever the text says"), ("c", "Which image is more colourful")),
+        "b",
+    ),
+    (
+        "q2",
+        "The text says \u201ca red car\u201d. Only the left image shows a red car. Which image better matches the text?",
+        (("a", "Left"), ("b", "Right"), ("c", "Can't decide")),
+        "a",
+    ),
+    (
+        "q3",
+        "For one question, both images are equally good (or equally bad). What do you answer?",
+        (("a", "Always left"), ("b", "Always right"), ("c", "Can't decide")),
+        "c",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ComprehensionResult:
+    passed: bool
+    attempts_left: int
+    wrong: tuple[str, ...]
+
+
+@transaction.atomic
+def annotator_check_comprehension(*, annotator_id: int, answers: dict[str, str]) -> ComprehensionResult:
+    """Grade one attempt. Two failed attempts screen the annotator out (a separate code)."""
+    ann = Annotator.objects.select_for_update().select_related("round").get(pk=annotator_id)
+    round_check_open(ann.round)
+    if ann.status != Status.CONSENTED:
+        # Already passed (or screened out): a repeated POST changes nothing.
+        return ComprehensionResult(ann.status != Status.SCREENED_OUT, 0, ())
+    wrong = tuple(field for field, _q, _opts, correct in COMPREHENSION if answers.get(field) != correct)
+    ann.comprehension_attempts += 1
+    fields = ["comprehension_attempts"]
+    if not wrong:
+        ann.status = Status.PRACTICE if config_of(ann.round).practice_trials else Status.ACTIVE
+        fields.append("status")
+    elif ann.comprehension_attempts >= COMPREHENSION_ATTEMPTS:
+        ann.status = Status.SCREENED_OUT
+        ann.completion_code = ann.round.screenout_code
+        ann.completed_at = timezone.now()
+        fields += ["status", "completion_code", "completed_at"]
+    ann.save(update_fields=fields)
+    return ComprehensionResult(not wrong, max(0, COMPREHENSION_ATTEMPTS - ann.comprehension_attempts), wrong)
+
+
+def annotator_complete(ann: Annotator) -> None:
+    """Mark ``ann`` (locked by the caller) completed and hand out the round's completion code."""
+    if ann.status == Status.COMPLETED:
+        return
+    ann.status = Status.COMPLETED
+    ann.completion_code = ann.round.completion_code
+    ann.completed_at = timezone.now()
+    ann.save(update_fields=["status", "completion_code", "completed_at"])
+    annotator_update_qc(ann)
+
+
+def annotator_update_qc(ann: Annotator) -> str:
+    """Set ``qc_status`` from the attention checks answered so far (pending until the first one).
+
+    A check is passed when the vote on the trial's ``check_criterion`` chose ``expected_side``;
+    the threshold is the round's ``exclusions.min_attention_accuracy``.
+    """
+    stats = attention_accuracy(ann.pk)
+    if stats[1] == 0:
+        qc = Annotator.QC.PENDING
+    else:
+        threshold = config_of(ann.round).exclusions.min_attention_accuracy
+        qc = Annotator.QC.PASS if stats[0] / stats[1] >= threshold else Annotator.QC.FAIL
+    if qc != ann.qc_status:
+        ann.qc_status = qc
+        ann.save(update_fields=["qc_status"])
+    return qc
+
+
+def attention_accuracy(annotator_id: int) -> tuple[int, int]:
+    """(checks passed, checks answered) of one annotator."""
+    row = Vote.objects.filter(
+        trial__annotator_id=annotator_id, trial__kind=Trial.Kind.ATTENTION, criterion=F("trial__check_criterion")
+    ).aggregate(total=Count("id"), correct=Count("id", filter=Q(choice=F("trial__expected_side"))))
+    return row["correct"], row["total"]
+
+
+def completion_url(ann: Annotator) -> str:
+    """Where a Prolific participant goes back to, with the code; empty for a direct-link annotator."""
+    cfg = config_of(ann.round)
+    if ann.status not in (Status.COMPLETED, Status.SCREENED_OUT):
+        return ""
+    if cfg.prolific_completion_url and ann.status == Status.COMPLETED:
+        return cfg.prolific_completion_url
+    if ann.prolific_pid or cfg.prolific_completion_url:
+        return PROLIFIC_COMPLETE_URL + quote(ann.completion_code, safe="")
+    return ""
+
+
+def annotator_qc_rows(rnd: StudyRound) -> list[dict]:
+    """Per annotator of ``rnd``: status, QC, attention checks passed/answered, trials answered."""
+    anns = (
+        Annotator.objects.filter(round=rnd)
+        .annotate(
+            answered=Count("trials", filter=Q(trials__answered_at__isnull=False, trials__kind=Trial.Kind.REGULAR)),
+        )
+        .order_by("created_at")
+    )
+    checks = {
+        r["trial__annotator_id"]: r
+        for r in Vote.objects.filter(
+            trial__annotator__round=rnd, trial__kind=Trial.Kind.ATTENTION, criterion=F("trial__check_criterion")
+        )
+        .values("trial__annotator_id")
+        .annotate(total=Count("id"), correct=Count("id", filter=Q(choice=F("trial__expected_side"))))
+    }
+    rows = []
+    for a in anns:
+        c = checks.get(a.pk, {"total": 0, "correct": 0})
+        rows.append(
+            {
+                "pseudonym": a.pseudonym[:10],
+                "prolific_pid": a.prolific_pid,
+                "status": a.status,
+                "qc_status": a.qc_status,
+                "checks_passed": c["correct"],
+                "checks_answered": c["total"],
+                "trials_answered": a.answered,
+                "created_at": a.created_at,
+            }
+        )
+    return rows
