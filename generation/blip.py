@@ -477,6 +477,13 @@ class BlipScorer(nn.Module):
         cap_ids[:, 0] = tok.bos_token_id
         labels = cap_ids.masked_fill(cap_mask == 0, -100)
         labels[:, : self.prompt_length] = -100
+        # Checked here, once per prompt, so that cap() needs no host sync in the sampling loop.
+        empty = [t for t, row in zip(texts, labels) if not (row[1:] != -100).any()]
+        if empty:
+            raise ValueError(
+                f"no caption token is left to score after the {self.prompt_length}-token prompt for {empty[:3]}; "
+                f"raise cap_max_length (now {c.cap_max_length})"
+            )
         return TextBatch(texts, ids, mask, itm_ids, cap_ids, cap_mask, labels).to(device)
 
     @property
@@ -540,10 +547,7 @@ class BlipScorer(nn.Module):
             _at_least_fp32(logits[:, :-1]).transpose(1, 2), labels, ignore_index=-100,
             reduction="none", label_smoothing=label_smoothing,
         )
-        count = (labels != -100).sum(-1)
-        if bool((count == 0).any()):
-            raise ValueError("a caption has no target token left after the prompt (cap_max_length too small?)")
-        return nll.sum(-1) / count
+        return nll.sum(-1) / (labels != -100).sum(-1)
 
 
 # ----------------------------------------------------------------------------------------------

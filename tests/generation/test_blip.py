@@ -144,6 +144,14 @@ def test_cap_prompt_option(model):
     assert not torch.allclose(plain.cap(x, ["a cat"]), model.cap(x, ["a cat"]))
 
 
+def test_caption_truncated_away_is_reported(model):
+    short = with_config(model, cap_max_length=5)  # [DEC] a picture of [SEP]: nothing left but [SEP]
+    assert short.encode_text(["a cat"]).cap_labels[0, 1:].tolist() == [-100, -100, -100, short.tokenizer.sep_token_id]
+    tiny = with_config(model, cap_max_length=4)
+    with pytest.raises(ValueError, match="raise cap_max_length"):
+        tiny.encode_text(["a cat"])
+
+
 def test_itm_first_token_option(model):
     cls = with_config(model, itm_first_token="[CLS]")
     text = cls.encode_text(TEXTS)
