@@ -1,0 +1,128 @@
+"""Concurrent annotators against PostgreSQL: threads, each with its own database connection.
+
+The counters, the unique constraints and the row locks must hold together: every item ends with
+exactly its target votes from distinct annotators, nobody sees an item twice, and every
+acknowledged answer is in the database exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from studyapp.models import ComparisonItem, Trial, Vote
+from studyapp.services import votes
+from studyapp.services.allocation import items_consistency_problems, trial_next, trials_reclaim_expired
+from tests.studyapp.factories import make_active_annotator, make_ready_round
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+N_ANNOTATORS = 24
+N_ABANDON = 4
+
+
+def _in_threads(n: int, fn):
+    """Run fn(i) in n threads started together; re-raise the first error."""
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+    results: list = [None] * n
+
+    def body(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = fn(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _work(rnd, *, abandon_after: int | None = None, resubmit: bool = False):
+    """One annotator: consent, then answer until done. Returns the acknowledged answers."""
+    ann = make_active_annotator(rnd)
+    acked = {}
+    while True:
+        nxt = trial_next(annotator_id=ann.pk)
+        t = nxt.trial
+        if t is None:
+            return ann.pk, acked
+        if abandon_after is not None and len(acked) == abandon_after:
+            return ann.pk, acked  # closes the tab holding a leased trial
+        choice = ("left", "right", "tie")[(t.position + ann.pk) % 3]
+        ans = votes.Answer({"realism": choice, "alignment": "left"}, {"realism": 1000 + t.position, "alignment": 2000})
+        res = votes.trial_answer(annotator_id=ann.pk, position=t.position, answer=ans)
+        assert res.outcome == "recorded"
+        if resubmit:  # a double-click: same answer again
+            assert votes.trial_answer(annotator_id=ann.pk, position=t.position, answer=ans).outcome == "unchanged"
+        acked[t.position] = (t.item_id, choice)
+
+
+def test_many_concurrent_annotators_fill_every_item_exactly(round_config):
+    rnd = make_ready_round(
+        round_config, votes_per_item=5, trials_per_annotator=6, attention_check_rate=0.0, practice_trials=0, min_view_ms=0
+    )
+    n_items = ComparisonItem.objects.filter(round=rnd).count()
+    assert n_items == 24  # 120 slots
+
+    wave1 = _in_threads(
+        N_ANNOTATORS,
+        lambda i: _work(rnd, abandon_after=2 if i < N_ABANDON else None, resubmit=(i % 3 == 0)),
+    )
+    assert items_consistency_problems(round_id=rnd.pk) == []
+    held = Trial.objects.filter(annotator__round=rnd, answered_at__isnull=True, lease_expires_at__isnull=False)
+    assert held.count() == N_ABANDON
+
+    # The abandoned leases run out; a second wave picks up the freed slots concurrently.
+    held.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    wave2 = _in_threads(8, lambda i: (trials_reclaim_expired() if i == 0 else None, _work(rnd))[1])
+
+    items = list(ComparisonItem.objects.filter(round=rnd).values_list("assigned", "completed", "target_votes"))
+    assert all(a == c == tv == 5 for a, c, tv in items), items
+    assert items_consistency_problems(round_id=rnd.pk) == []
+
+    # Nobody saw an item twice (answered or not).
+    per_pair = Counter(Trial.objects.filter(annotator__round=rnd).values_list("annotator_id", "item_id"))
+    assert max(per_pair.values()) == 1
+
+    # Every acknowledged answer is in the database once, with the choice acknowledged; nothing else is.
+    acked = {(ann_id, pos): v for ann_id, answers in wave1 + wave2 for pos, v in answers.items()}
+    assert len(acked) == n_items * 5
+    db = {}
+    for v in Vote.objects.filter(trial__annotator__round=rnd).values(
+        "trial__annotator_id", "trial__position", "trial__item_id", "criterion", "choice", "winner"
+    ):
+        key = (v["trial__annotator_id"], v["trial__position"])
+        db.setdefault(key, {})[v["criterion"]] = v
+    assert set(db) == set(acked)
+    for key, (item_id, choice) in acked.items():
+        assert db[key]["realism"]["choice"] == choice and db[key]["realism"]["trial__item_id"] == item_id
+        assert db[key]["alignment"]["choice"] == "left"
+    assert Vote.objects.filter(trial__annotator__round=rnd).count() == 2 * n_items * 5
+
+
+def test_double_click_on_one_annotator_is_harmless(round_config):
+    rnd = make_ready_round(round_config, attention_check_rate=0.0, practice_trials=0, min_view_ms=0)
+    ann = make_active_annotator(rnd)
+    served = _in_threads(6, lambda i: trial_next(annotator_id=ann.pk).trial.pk)
+    assert len(set(served)) == 1
+    t = Trial.objects.get(pk=served[0])
+    ans = votes.Answer({"realism": "left", "alignment": "right"}, {"realism": 1000, "alignment": 1000})
+    outcomes = _in_threads(6, lambda i: votes.trial_answer(annotator_id=ann.pk, position=t.position, answer=ans).outcome)
+    assert sorted(outcomes) == ["recorded"] + ["unchanged"] * 5
+    assert Vote.objects.filter(trial=t).count() == 2
+    assert ComparisonItem.objects.get(pk=t.item_id).completed == 1
