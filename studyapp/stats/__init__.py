@@ -35,7 +35,7 @@ Main entry points: :func:`read_votes_csv` -> :class:`VoteTable`; :func:`analyse`
 """
 
 from studyapp.stats.agreement import AlphaResult, alpha_from_matrix, krippendorff_alpha_nominal
-from studyapp.stats.analysis import SCHEMA, analyse, annotator_qc, category_breakdown, declared_mask
+from studyapp.stats.analysis import SCHEMA, analyse, category_breakdown
 from studyapp.stats.binomial import (
     SampleSize,
     benjamini_hochberg,
@@ -48,6 +48,7 @@ from studyapp.stats.binomial import (
 )
 from studyapp.stats.bt import bt_fit
 from studyapp.stats.config import AnalysisSettings, Exclusions, SettingsError
+from studyapp.stats.qc import annotator_qc, declared_mask
 from studyapp.stats.report import (
     SUMMARY_CSV_COLUMNS,
     draw_figure,

@@ -17,9 +17,10 @@ import json
 import os
 import sys
 
-from studyapp.stats.analysis import analyse, annotator_qc
+from studyapp.stats.analysis import analyse
 from studyapp.stats.binomial import votes_needed
 from studyapp.stats.config import AnalysisSettings, SettingsError
+from studyapp.stats.qc import annotator_qc
 from studyapp.stats.report import summary_json_text, write_annotators_csv, write_figure, write_summary_csv
 from studyapp.stats.table import VotesFileError, read_votes_csv
 

@@ -8,7 +8,6 @@ prompt); every test, interval and bootstrap works on those counts.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,9 @@ from scipy import stats as _st
 from studyapp.stats.agreement import krippendorff_alpha_nominal
 from studyapp.stats.binomial import benjamini_hochberg, clopper_pearson, holm, sign_test_pvalue, wilson
 from studyapp.stats.bt import bt_fit
+from studyapp.stats.common import clean, compact
 from studyapp.stats.config import AnalysisSettings
+from studyapp.stats.qc import declared_mask, regular_mask
 from studyapp.stats.resample import (
     STREAM_ANNOTATORS,
     STREAM_BT,
@@ -30,51 +31,11 @@ from studyapp.stats.table import TIE, VoteTable
 
 SCHEMA = "studyapp.stats/1"
 OBJECTIVE_ORDER = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
-SIGNIFICANT_DIGITS = 6
 WIN, LOSS, TIE_OUTCOME = 0, 1, 2
 
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def _round(x: float) -> float | None:
-    """Round to ``SIGNIFICANT_DIGITS`` so that a summary is the same on every platform."""
-    if x is None:
-        return None
-    x = float(x)
-    if not math.isfinite(x):
-        return None
-    return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
-
-
-def clean(obj: Any) -> Any:
-    """Make ``obj`` JSON-ready: numpy scalars to Python, floats rounded, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return _round(obj)
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    return obj
-
-
-def _compact(codes: np.ndarray, levels: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """Renumber codes 0..C-1 in the sorted order of their labels (row order does not matter)."""
-    used = np.unique(codes)
-    labels = [levels[c] for c in used]
-    order = sorted(range(len(used)), key=labels.__getitem__)
-    rank = np.empty(len(used), dtype=np.int64)
-    rank[order] = np.arange(len(used))
-    lut = np.full(len(levels) + 1, -1, dtype=np.int64)
-    lut[used] = rank
-    return lut[codes], [labels[i] for i in order]
 
 
 def _rate(w, l, t, rule: str):
@@ -108,10 +69,10 @@ class _Rows:
         self.choice_right = ch.codes[idx] == ch.code_of("right")
         self.criterion = f("criterion").codes[idx]
         self.criterion_levels = f("criterion").levels
-        self.prompt, self.prompt_labels = _compact(f("prompt_id").codes[idx], f("prompt_id").levels)
-        self.annotator, self.annotator_labels = _compact(f("annotator").codes[idx], f("annotator").levels)
+        self.prompt, self.prompt_labels = compact(f("prompt_id").codes[idx], f("prompt_id").levels)
+        self.annotator, self.annotator_labels = compact(f("annotator").codes[idx], f("annotator").levels)
         self.item = f("item_id").codes[idx]
-        self.category, self.category_labels = _compact(f("category").codes[idx], f("category").levels)
+        self.category, self.category_labels = compact(f("category").codes[idx], f("category").levels)
         self.tie_code = self.obj_levels.index(TIE) if TIE in self.obj_levels else -1
 
     def column(self, name: str, positions: np.ndarray) -> np.ndarray:
@@ -124,165 +85,6 @@ class _Rows:
 
     def obj_code(self, name: str) -> int:
         return self.obj_levels.index(name) if name in self.obj_levels else -2
-
-
-# ---------------------------------------------------------------------------------------------
-# Annotator QC and exclusions
-
-
-def _annotator_arrays(votes: VoteTable, settings: AnalysisSettings) -> dict[str, Any]:
-    f = votes.factor
-    ann = f("annotator")
-    kind = f("trial_kind")
-    k_codes = kind.codes
-    regular = k_codes == kind.code_of("regular")
-    attention = k_codes == kind.code_of("attention")
-    exp = f("expected")
-    checked = attention & ~exp.is_in(("",))
-    codes, labels = _compact(ann.codes, ann.levels)
-    codes = np.where(regular | attention, codes, -1)
-    # Annotators seen only in practice rows are not part of the analysis.
-    present = np.zeros(len(labels), dtype=bool)
-    present[codes[codes >= 0]] = True
-    a = len(labels)
-
-    def count(mask):
-        return np.bincount(codes[mask & (codes >= 0)], minlength=a)
-
-    ch = f("choice")
-    ch_dec = np.array([ch.levels[i] for i in range(len(ch.levels))] + [""], dtype=object)
-    chosen = ch_dec[ch.codes]
-    expected = np.array(list(exp.levels) + [""], dtype=object)[exp.codes]
-    correct = checked & (chosen == expected)
-    left = regular & (ch.codes == ch.code_of("left"))
-    right = regular & (ch.codes == ch.code_of("right"))
-    rt = votes["response_ms"]
-    fast = regular & (rt < settings.exclusions.min_response_ms)
-    n_reg = count(regular)
-    # Median response time of regular votes per annotator (sort by annotator, then time).
-    sel = np.flatnonzero(regular)
-    order = sel[np.lexsort((rt[sel], codes[sel]))]
-    starts = np.concatenate([[0], np.cumsum(n_reg)])[:-1]
-    median = np.full(a, np.nan)
-    has = n_reg > 0
-    s_rt = rt[order].astype(float)
-    median[has] = (s_rt[starts[has] + (n_reg[has] - 1) // 2] + s_rt[starts[has] + n_reg[has] // 2]) / 2
-    return {
-        "labels": labels,
-        "codes": codes,
-        "present": present,
-        "regular_votes": n_reg,
-        "attention_checks": count(checked),
-        "attention_correct": count(correct),
-        "left": count(left),
-        "right": count(right),
-        "fast": count(fast),
-        "fast_mask": fast,
-        "median_ms": median,
-    }
-
-
-def _exclusion_flags(arr: dict[str, Any], settings: AnalysisSettings) -> dict[str, np.ndarray]:
-    ex = settings.exclusions
-    checks = arr["attention_checks"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = arr["attention_correct"] / checks
-        side = np.maximum(arr["left"], arr["right"]) / arr["regular_votes"]
-    attention = np.zeros(len(checks), dtype=bool)
-    if ex.min_attention_accuracy is not None:
-        attention = (checks > 0) & (acc < ex.min_attention_accuracy)
-    side_rule = np.zeros(len(checks), dtype=bool)
-    if ex.max_side_rate is not None:
-        side_rule = (arr["regular_votes"] >= ex.side_rate_min_votes) & (side >= ex.max_side_rate)
-    return {"attention": attention & arr["present"], "side_rate": side_rule & arr["present"]}
-
-
-def annotator_qc(votes: VoteTable, settings: AnalysisSettings | None = None) -> list[dict[str, Any]]:
-    """Quality control per annotator, sorted by pseudonym.
-
-    Each record: ``annotator``, ``votes`` (regular), ``attention_checks``, ``attention_correct``,
-    ``attention_accuracy`` (None without checks), ``median_response_ms``, ``fast_votes`` and
-    ``fast_share`` (regular votes under the speed floor), ``left`` / ``right`` / ``ties``,
-    ``left_rate`` (among non-tie) with ``left_p`` (exact two-sided binomial vs 0.5),
-    ``side_rate`` (share of votes on the more-chosen side, ties in the denominator),
-    ``excluded`` and ``reasons`` (the declared annotator rules it fails).
-    """
-    settings = settings or AnalysisSettings()
-    arr = _annotator_arrays(votes, settings)
-    flags = _exclusion_flags(arr, settings)
-    n = arr["regular_votes"]
-    ties = n - arr["left"] - arr["right"]
-    nt = arr["left"] + arr["right"]
-    p_left = sign_test_pvalue(arr["left"], nt)
-    out = []
-    for i, label in enumerate(arr["labels"]):
-        if not arr["present"][i]:
-            continue
-        reasons = [name for name in ("attention", "side_rate") if flags[name][i]]
-        checks = int(arr["attention_checks"][i])
-        out.append(
-            clean(
-                {
-                    "annotator": label,
-                    "votes": int(n[i]),
-                    "attention_checks": checks,
-                    "attention_correct": int(arr["attention_correct"][i]),
-                    "attention_accuracy": arr["attention_correct"][i] / checks if checks else None,
-                    "median_response_ms": arr["median_ms"][i],
-                    "fast_votes": int(arr["fast"][i]),
-                    "fast_share": arr["fast"][i] / n[i] if n[i] else None,
-                    "left": int(arr["left"][i]),
-                    "right": int(arr["right"][i]),
-                    "ties": int(ties[i]),
-                    "left_rate": arr["left"][i] / nt[i] if nt[i] else None,
-                    "left_p": p_left[i],
-                    "side_rate": max(arr["left"][i], arr["right"][i]) / n[i] if n[i] else None,
-                    "excluded": bool(reasons),
-                    "reasons": reasons,
-                }
-            )
-        )
-    return out
-
-
-def declared_mask(votes: VoteTable, settings: AnalysisSettings) -> tuple[np.ndarray, dict[str, Any]]:
-    """Regular votes kept under the declared exclusions, and a report of what each rule removed."""
-    arr = _annotator_arrays(votes, settings)
-    flags = _exclusion_flags(arr, settings)
-    codes = arr["codes"]
-    kind = votes.factor("trial_kind")
-    regular = kind.codes == kind.code_of("regular")
-    excluded = flags["attention"] | flags["side_rate"]
-    ann_out = np.zeros(len(votes), dtype=bool)
-    ok = codes >= 0
-    ann_out[ok] = excluded[codes[ok]]
-    keep = regular & ~ann_out & ~arr["fast_mask"]
-
-    def removed(flag: np.ndarray) -> dict[str, int]:
-        rows = np.zeros(len(votes), dtype=bool)
-        rows[ok] = flag[codes[ok]]
-        return {"annotators": int(flag.sum()), "votes": int((rows & regular).sum())}
-
-    report = {
-        "rules": dataclasses.asdict(settings.exclusions),
-        "attention": removed(flags["attention"]),
-        "side_rate": removed(flags["side_rate"]),
-        "fast_votes": {"votes": int(arr["fast_mask"].sum())},
-        "total": {
-            "annotators": int(excluded.sum()),
-            "votes": int(regular.sum() - keep.sum()),
-            "annotators_kept": int((arr["present"] & ~excluded & (arr["regular_votes"] > 0)).sum()),
-            "votes_kept": int(keep.sum()),
-        },
-        "excluded_annotators": [
-            {
-                "annotator": arr["labels"][i],
-                "reasons": [name for name in ("attention", "side_rate") if flags[name][i]],
-            }
-            for i in np.flatnonzero(excluded)
-        ],
-    }
-    return keep, report
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,16 +387,11 @@ def category_breakdown(votes: VoteTable, settings: AnalysisSettings | None = Non
     Exploratory (Benjamini-Hochberg over all non-empty category cells, STUDY.md 4.4).
     """
     settings = settings or AnalysisSettings()
-    mask = declared_mask(votes, settings)[0] if declared else _regular(votes)
+    mask = declared_mask(votes, settings)[0] if declared else regular_mask(votes)
     rows = _Rows(votes, mask)
     crit_idx = rows.criterion_index(settings.criteria)
     s0 = dataclasses.replace(settings, bootstrap_replicates=0)
     return clean(_categories(rows, _preference(rows, s0, crit_idx), settings))
-
-
-def _regular(votes: VoteTable) -> np.ndarray:
-    kind = votes.factor("trial_kind")
-    return kind.codes == kind.code_of("regular")
 
 
 def analyse(votes: VoteTable, settings: AnalysisSettings | None = None) -> dict[str, Any]:
@@ -636,7 +433,7 @@ def analyse(votes: VoteTable, settings: AnalysisSettings | None = None) -> dict[
     """
     settings = settings or AnalysisSettings()
     kind = votes.factor("trial_kind")
-    regular = _regular(votes)
+    regular = regular_mask(votes)
     keep, report = declared_mask(votes, settings)
     summary = {
         "schema": SCHEMA,
