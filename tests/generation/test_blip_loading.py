@@ -5,8 +5,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from generation.blip import BlipConfig, BlipScorer, interpolate_pos_embed, load_blip, tiny_blip
-from generation.checkpoints import CheckpointError, read_keys_tsv
+from generation.blip import (
+    BlipConfig,
+    BlipScorer,
+    interpolate_pos_embed,
+    load_blip,
+    prepare_pretrain_state_dict,
+    tiny_blip,
+)
+from generation.checkpoints import CheckpointError, load_strict, read_keys_tsv
 from generation.tokenization import tiny_vocab
 
 LISTING = Path(__file__).resolve().parents[2] / "generation" / "keys" / "blip_pretrain_base.keys.tsv"
@@ -80,6 +87,25 @@ def test_base_model_has_exactly_the_pretrain_keys(image_size):
     else:
         assert differing == {"visual_encoder.pos_embed"}
         assert own["visual_encoder.pos_embed"] == (1, 577, 768)
+
+
+def meta_state_dict(listing):
+    return {k: torch.empty(shape, device="meta", dtype=torch.long if "position_ids" in k or k == "queue_ptr" else None)
+            for k, shape in listing.items()}
+
+
+def test_full_pretrain_listing_loads_strictly_at_384():
+    """Every tensor of model_base.pth (as meta tensors): drops + pos_embed 197 -> 577 + strict."""
+    config = BlipConfig.base(image_size=384)
+    with torch.device("meta"):
+        model = BlipScorer(config)
+    sd = prepare_pretrain_state_dict(meta_state_dict(read_keys_tsv(LISTING)), config)
+    assert tuple(sd["visual_encoder.pos_embed"].shape) == (1, 577, 768)
+    assert not any(k.startswith(DROPPED_PREFIXES) or k in DROPPED_KEYS for k in sd)
+    load_strict(model, sd, what="model_base.pth layout")
+    del sd["text_decoder.cls.predictions.bias"]
+    with pytest.raises(CheckpointError, match="text_decoder.cls.predictions.bias"):
+        load_strict(model, sd, what="model_base.pth layout")
 
 
 def test_base_model_params_count():
@@ -186,3 +212,17 @@ def test_missing_files_are_reported(source, vocab_file, tmp_path):
 def test_bad_image_size_is_reported(source, vocab_file):
     with pytest.raises(ValueError, match="image_size=100 is not divisible by patch_size=16"):
         load_blip(pretrain_like(source), vocab_file, image_size=100)
+
+
+def test_large_checkpoints_get_the_large_vision_tower(tmp_path):
+    """model_large.pth: ViT-L/16 (1024 wide, 24 blocks); the text side cross-attends 1024-wide tokens."""
+    from generation.blip import _infer_preset
+
+    assert _infer_preset({"visual_encoder.cls_token": torch.empty(1, 1, 1024, device="meta")}) is BlipConfig.large
+    assert _infer_preset({"visual_encoder.cls_token": torch.empty(1, 1, 768, device="meta")}) is BlipConfig.base
+    with torch.device("meta"):
+        model = BlipScorer(BlipConfig.large())
+    sd = model.state_dict()
+    assert len(model.visual_encoder.blocks) == 24
+    assert tuple(sd["text_encoder.encoder.layer.0.crossattention.self.key.weight"].shape) == (768, 1024)
+    assert tuple(sd["vision_proj.weight"].shape) == (256, 1024)
