@@ -11,21 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from studyapp.exceptions import ConfigError
+# One definition of the declared exclusions, shared with the analysis that applies them.
+from studyapp.stats.config import Exclusions
 
 OBJECTIVES = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
 FOCAL = "SHIFT"
 COMPARISON_MODES = ("shift-vs-baselines", "all-pairs")
 TIE_RULES = ("exclude", "half")
-
-
-@dataclass(frozen=True)
-class Exclusions:
-    """Pre-declared exclusion rules (DESIGN invariant 7), fixed when the round opens."""
-
-    min_attention_accuracy: float = 0.8
-    min_response_ms: int = 800
-    max_side_rate: float | None = 0.9
-    side_rate_min_votes: int = 20
 
 
 @dataclass(frozen=True)

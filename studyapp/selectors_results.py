@@ -26,9 +26,6 @@ GOLD = "GOLD"
 DECOY = "DECOY"
 TIE = "tie"
 
-# Keys of the round's frozen analysis settings that the stats module nests under "exclusions".
-_EXCLUSION_KEYS = ("min_attention_accuracy", "min_response_ms", "max_side_rate", "side_rate_min_votes")
-
 
 def _iso(dt) -> str:
     return dt.astimezone(dt_timezone.utc).isoformat() if dt is not None else ""
@@ -123,16 +120,6 @@ def round_vote_count(rnd: StudyRound) -> int:
 
 
 def round_analysis_settings(rnd: StudyRound) -> dict:
-    """The round's analysis settings in the stats module's format (``AnalysisSettings.from_dict``).
-
-    The settings frozen when the round opened, or before opening the ones the round's config
-    declares (``services.rounds.analysis_settings_for``). The round stores the exclusion rules as
-    flat keys; they are nested under ``"exclusions"`` here. Keys the stats module has and the
-    round does not (bootstrap replicates, confidence, ...) keep the stats module's defaults.
-    """
-    frozen = rnd.analysis_settings if rnd.analysis_settings is not None else analysis_settings_for(rnd)
-    out = {k: v for k, v in frozen.items() if k not in _EXCLUSION_KEYS}
-    flat = {k: frozen[k] for k in _EXCLUSION_KEYS if k in frozen}
-    if flat:
-        out["exclusions"] = {**out.get("exclusions", {}), **flat}
-    return out
+    """The round's analysis settings in the stats module's format (``AnalysisSettings.from_dict``):
+    frozen when the round opened, or before opening those its config declares."""
+    return rnd.analysis_settings if rnd.analysis_settings is not None else analysis_settings_for(rnd)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from studyapp.exceptions import ConfigError, TransitionError
 from studyapp.models import ComparisonItem, Prompt, PromptSet, Render, StudyRound
-from studyapp.round_config import RoundConfig, spec_hash_of
+from studyapp.round_config import FOCAL, RoundConfig, spec_hash_of
 
 Status = StudyRound.Status
 
@@ -102,17 +102,17 @@ def round_transition(*, round_id: int, to: str) -> StudyRound:
 
 
 def analysis_settings_for(rnd: StudyRound) -> dict:
-    """The analysis declared when the round opens: tie rule, exclusions, bootstrap seed."""
+    """The analysis declared when the round opens, in the stats module's format: focal objective
+    and baselines, tie rule, exclusions, bootstrap seed (DESIGN invariant 7)."""
+    from studyapp.stats.config import AnalysisSettings
+
     cfg = round_config(rnd)
-    baselines = [b for a, b in cfg.pairs() if a == "SHIFT"]
-    return {
-        "focal": "SHIFT",
-        "baselines": baselines,
-        "criteria": ["realism", "alignment"],
-        "tie_rule": cfg.tie_rule,
-        "min_attention_accuracy": cfg.exclusions.min_attention_accuracy,
-        "min_response_ms": cfg.exclusions.min_response_ms,
-        "max_side_rate": cfg.exclusions.max_side_rate,
-        "side_rate_min_votes": cfg.exclusions.side_rate_min_votes,
-        "bootstrap_seed": cfg.round_seed,
-    }
+    focal = FOCAL if FOCAL in cfg.objectives else cfg.objectives[0]
+    baselines = [b if a == focal else a for a, b in cfg.pairs() if focal in (a, b)]
+    return AnalysisSettings(
+        focal=focal,
+        baselines=tuple(baselines),
+        tie_rule=cfg.tie_rule,
+        exclusions=cfg.exclusions,
+        bootstrap_seed=cfg.round_seed,
+    ).to_dict()

@@ -74,3 +74,13 @@ def test_repeated_transition_is_idempotent(round_config):
     rnd = round_create(config=round_config)
     round_transition(round_id=rnd.pk, to="rendering")
     assert round_transition(round_id=rnd.pk, to="rendering").status == "rendering"
+
+
+def test_all_pairs_round_declares_shift_against_every_other_objective(round_config):
+    rnd = round_create(config={**round_config, "comparisons": "all-pairs", "objectives": ["ITC", "CAP", "SHIFT", "BLEND"]})
+    finish_renders(rnd)
+    round_transition(round_id=rnd.pk, to="ready")
+    rnd = round_transition(round_id=rnd.pk, to="open")
+    assert rnd.analysis_settings["focal"] == "SHIFT"
+    assert sorted(rnd.analysis_settings["baselines"]) == ["BLEND", "CAP", "ITC"]
+    assert rnd.analysis_settings["exclusions"]["min_response_ms"] == 800
