@@ -1,13 +1,339 @@
-"""Annotator pages (no account). Placeholder entry until the annotator flow lands."""
+"""Annotator pages (no account): link -> consent -> instructions -> comprehension check ->
+practice -> trials -> completion code; plus the small JSON API the trial page's script uses and
+the blinded image endpoint.
 
-from django.http import Http404
-from django.shortcuts import render
+Every page is a real HTML form that works without JavaScript; ``static/js/annotate.js`` enhances
+the trial page (keys, minimum viewing time, zoom, undo, answers over the JSON API).
 
-from studyapp.models import StudyRound
+Identity: a signed cookie scoped to the round's path holds the annotator's random pseudonym; a
+returning ``PROLIFIC_PID`` resumes the same annotator. Nothing sent to the annotator names an
+objective, a render, a seed or a file (DESIGN invariant 2): trials are addressed by their
+position in the annotator's own sequence, images by per-trial random tokens.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Q
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from studyapp.exceptions import StudyError
+from studyapp.images_blind import trial_image_png
+from studyapp.models import Annotator, StudyRound, Trial
+from studyapp.services import allocation, votes
+from studyapp.services.annotators import (
+    COMPREHENSION,
+    AnnotateError,
+    PlatformIds,
+    annotator_check_comprehension,
+    annotator_consent,
+    annotator_for_prolific,
+    completion_url,
+    config_of,
+    round_check_open,
+)
+
+Status = Annotator.Status
+COOKIE = "annotator"
+COOKIE_MAX_AGE = 30 * 86400
+NO_STORE = "no-store"
 
 
-def start(request, token: str):
+# -- identity ------------------------------------------------------------------------------
+
+
+def _round(token: str) -> StudyRound:
     rnd = StudyRound.objects.filter(token=token).first()
     if rnd is None:
         raise Http404("This study link is not valid.")
-    return render(request, "annotate/message.html", {"title": "Study", "message": "This study is not open yet."})
+    return rnd
+
+
+def _salt(token: str) -> str:
+    return f"studyapp.annotate:{token}"
+
+
+def _annotator(request, token: str) -> Annotator | None:
+    pseudonym = request.get_signed_cookie(COOKIE, default=None, salt=_salt(token), max_age=COOKIE_MAX_AGE)
+    if not pseudonym:
+        return None
+    return Annotator.objects.select_related("round").filter(pseudonym=pseudonym, round__token=token).first()
+
+
+def _remember(response, token: str, ann: Annotator):
+    response.set_signed_cookie(
+        COOKIE,
+        ann.pseudonym,
+        salt=_salt(token),
+        max_age=COOKIE_MAX_AGE,
+        path=f"/a/{token}/",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.SESSION_COOKIE_SECURE,
+    )
+    return response
+
+
+def _step_url(token: str, ann: Annotator) -> str:
+    if ann.status in (Status.NEW, Status.CONSENTED):
+        return reverse("annotate:instructions", args=[token])
+    if ann.status in (Status.PRACTICE, Status.ACTIVE):
+        return reverse("annotate:trial", args=[token])
+    return reverse("annotate:done", args=[token])
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+def _page(request, template: str, context: dict, status: int = 200):
+    response = render(request, f"annotate/{template}", context, status=status)
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+def _message(request, title: str, message: str, *, status: int = 200, link: str = "", link_text: str = ""):
+    return _page(request, "message.html", {"title": title, "message": message, "link": link, "link_text": link_text}, status)
+
+
+def _error_page(request, exc: StudyError, token: str):
+    titles = {"round_closed": "This study has closed", "round_not_open": "Not open yet"}
+    link = "" if exc.code in titles else reverse("annotate:start", args=[token])
+    return _message(
+        request, titles.get(exc.code, "That did not work"), exc.message, status=exc.status, link=link, link_text="Continue"
+    )
+
+
+def _json(payload: dict, status: int = 200):
+    response = JsonResponse(payload, status=status)
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+def _json_error(exc: StudyError):
+    return _json({"ok": False, "error": exc.code, "message": exc.message}, status=exc.status)
+
+
+def _no_annotator_json():
+    return _json(
+        {"ok": False, "error": "no_annotator", "message": "Your session was not found. Please open the study link again."},
+        status=403,
+    )
+
+
+def _trial_payload(token: str, ann: Annotator, result: allocation.NextResult | None = None, *, trial: Trial | None = None,
+                   answers: dict | None = None, revising: bool = False) -> dict:
+    trial = trial if trial is not None else result.trial
+    progress = result.progress if result is not None else None
+    cfg = config_of(ann.round)
+    return {
+        "position": trial.position,
+        "phase": progress.phase if progress else ("practice" if trial.kind == Trial.Kind.PRACTICE else "main"),
+        "number": progress.number if progress else None,
+        "total": progress.total if progress else None,
+        "prompt": trial.prompt.text,
+        "left": reverse("annotate:image", args=[token, trial.left_token]),
+        "right": reverse("annotate:image", args=[token, trial.right_token]),
+        "min_view_ms": cfg.min_view_ms,
+        "answers": answers or {},
+        "revising": revising,
+    }
+
+
+# -- pages ---------------------------------------------------------------------------------
+
+
+@require_GET
+def start(request, token: str):
+    """The annotator link (also the Prolific study URL, with PROLIFIC_PID/STUDY_ID/SESSION_ID)."""
+    rnd = _round(token)
+    ids = PlatformIds.from_query(request.GET)
+    ann = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid) if ids.prolific_pid else _annotator(request, token)
+    if ann is not None:
+        return _remember(redirect(_step_url(token, ann)), token, ann)
+    try:
+        round_check_open(rnd)
+    except AnnotateError as exc:
+        return _error_page(request, exc, token)
+    cfg = config_of(rnd)
+    minutes = max(2, round((cfg.trials_per_annotator + cfg.practice_trials) * 12 / 60 + 2))
+    context = {"token": token, "ids": ids, "trials": cfg.trials_per_annotator, "practice": cfg.practice_trials, "minutes": minutes}
+    return _page(request, "consent.html", context)
+
+
+@require_POST
+def consent(request, token: str):
+    rnd = _round(token)
+    if request.POST.get("consent") != "yes":
+        return _message(request, "No consent given", "You chose not to take part. You can close this page.",
+                        link=reverse("annotate:start", args=[token]), link_text="Back to the consent page")
+    try:
+        ann = annotator_consent(rnd=rnd, ids=PlatformIds.from_query(request.POST),
+                                user_agent=request.META.get("HTTP_USER_AGENT", ""))
+    except AnnotateError as exc:
+        return _error_page(request, exc, token)
+    return _remember(redirect(_step_url(token, ann)), token, ann)
+
+
+def _require(request, token: str, statuses) -> tuple[Annotator | None, HttpResponse | None]:
+    ann = _annotator(request, token)
+    if ann is None:
+        _round(token)  # 404 for an unknown link
+        return None, redirect("annotate:start", token=token)
+    if ann.status not in statuses:
+        return None, redirect(_step_url(token, ann))
+    return ann, None
+
+
+@require_GET
+def instructions(request, token: str):
+    ann, away = _require(request, token, (Status.NEW, Status.CONSENTED))
+    if away:
+        return away
+    cfg = config_of(ann.round)
+    return _page(request, "instructions.html", {"token": token, "cfg": cfg})
+
+
+@require_http_methods(["GET", "POST"])
+def check(request, token: str):
+    ann, away = _require(request, token, (Status.NEW, Status.CONSENTED))
+    if away:
+        return away
+    context = {"token": token, "questions": COMPREHENSION, "attempts_left": 2 - ann.comprehension_attempts}
+    if request.method == "GET":
+        return _page(request, "check.html", context)
+    try:
+        result = annotator_check_comprehension(
+            annotator_id=ann.pk, answers={f: request.POST.get(f, "") for f, *_ in COMPREHENSION}
+        )
+    except AnnotateError as exc:
+        return _error_page(request, exc, token)
+    ann.refresh_from_db()
+    if result.passed or ann.status == Status.SCREENED_OUT:
+        return redirect(_step_url(token, ann))
+    context.update(attempts_left=result.attempts_left, wrong=result.wrong)
+    return _page(request, "check.html", context, status=200)
+
+
+@require_http_methods(["GET", "POST"])
+def trial(request, token: str):
+    """The trial page; a POST is the no-JavaScript answer (the script posts to ``api_answer``)."""
+    ann, away = _require(request, token, (Status.PRACTICE, Status.ACTIVE))
+    if away:
+        return away
+    error = None
+    if request.method == "POST":
+        try:
+            position = votes.parse_position(request.POST.get("position"))
+            answer = votes.answer_parse(request.POST)
+            result = votes.trial_answer(annotator_id=ann.pk, position=position, answer=answer)
+        except AnnotateError as exc:
+            if exc.code not in ("bad_answer", "too_fast", "trial_expired"):
+                return _error_page(request, exc, token)
+            error = exc.message
+        else:
+            if result.feedback:
+                return _page(request, "feedback.html", {"token": token, "feedback": result.feedback})
+            return redirect("annotate:trial", token=token)
+    try:
+        nxt = allocation.trial_next(annotator_id=ann.pk)
+    except AnnotateError as exc:
+        return _error_page(request, exc, token)
+    if nxt.trial is None:
+        return redirect("annotate:done", token=token)
+    payload = _trial_payload(token, ann, nxt)
+    return _page(request, "trial.html", {"token": token, "t": payload, "error": error}, status=400 if error else 200)
+
+
+@require_GET
+def done(request, token: str):
+    ann, away = _require(request, token, (Status.COMPLETED, Status.SCREENED_OUT))
+    if away:
+        return away
+    return _page(request, "done.html", {
+        "token": token,
+        "screened_out": ann.status == Status.SCREENED_OUT,
+        "code": ann.completion_code,
+        "return_url": completion_url(ann),
+    })
+
+
+# -- JSON API (used by annotate.js and the load benchmark) -----------------------------------
+
+
+@require_GET
+def api_next(request, token: str):
+    ann = _annotator(request, token)
+    if ann is None:
+        return _no_annotator_json()
+    try:
+        nxt = allocation.trial_next(annotator_id=ann.pk)
+    except AnnotateError as exc:
+        return _json_error(exc)
+    return _json(_next_json(token, ann, nxt))
+
+
+def _next_json(token: str, ann: Annotator, nxt: allocation.NextResult) -> dict:
+    if nxt.trial is None:
+        return {"ok": True, "trial": None, "done_url": reverse("annotate:done", args=[token])}
+    return {"ok": True, "trial": _trial_payload(token, ann, nxt)}
+
+
+@require_POST
+def api_answer(request, token: str):
+    """Answer both questions of one trial. ``?next=1`` adds the following trial to the reply."""
+    ann = _annotator(request, token)
+    if ann is None:
+        return _no_annotator_json()
+    try:
+        position = votes.parse_position(request.POST.get("position"))
+        answer = votes.answer_parse(request.POST)
+        result = votes.trial_answer(annotator_id=ann.pk, position=position, answer=answer)
+    except AnnotateError as exc:
+        return _json_error(exc)
+    payload = {"ok": True, "outcome": result.outcome, "position": result.position, "feedback": result.feedback}
+    if request.GET.get("next") == "1":
+        try:
+            payload.update(_next_json(token, ann, allocation.trial_next(annotator_id=ann.pk)))
+        except AnnotateError as exc:
+            payload.update(trial=None, next_error=exc.message)
+    return _json(payload)
+
+
+@require_GET
+def api_undo(request, token: str):
+    """The last answered trial with its answers, while it can still be changed."""
+    ann = _annotator(request, token)
+    if ann is None:
+        return _no_annotator_json()
+    try:
+        t, answers = votes.trial_for_undo(annotator_id=ann.pk)
+    except AnnotateError as exc:
+        return _json_error(exc)
+    return _json({"ok": True, "trial": _trial_payload(token, ann, trial=t, answers=answers, revising=True)})
+
+
+@require_GET
+def image(request, token: str, image_token: str):
+    """One side of one trial, to the annotator who holds the trial only (404 to anyone else)."""
+    ann = _annotator(request, token)
+    if ann is None or len(image_token) > 40:
+        raise Http404("No such image.")
+    t = (
+        Trial.objects.select_related("left_render", "right_render")
+        .filter(Q(left_token=image_token) | Q(right_token=image_token), annotator=ann)
+        .first()
+    )
+    if t is None:
+        raise Http404("No such image.")
+    try:
+        data = trial_image_png(t, "left" if t.left_token == image_token else "right")
+    except (OSError, ValueError):
+        raise Http404("No such image.") from None
+    response = HttpResponse(data, content_type="image/png")
+    # Private to this browser; no validators derived from files (no ETag, no Last-Modified).
+    response["Cache-Control"] = "private, max-age=86400"
+    response["Content-Disposition"] = "inline"
+    return response

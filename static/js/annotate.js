@@ -1,0 +1,205 @@
+/* The trial page, enhanced: keys, minimum viewing time, zoom, undo, answers over the JSON API.
+ * Without this script the page is a plain form that posts and reloads.
+ *
+ * Keys: Q/W/E = photograph question left / can't decide / right; A/S/D = text question the same;
+ * Enter = submit (or continue after practice feedback); U = change the previous answer;
+ * Z = zoom left, then right, then close; Esc = close the zoom.
+ */
+(function () {
+  "use strict";
+  var form = document.getElementById("trial-form");
+  if (!form || !window.fetch || !window.FormData) return;
+
+  var $ = function (id) { return document.getElementById(id); };
+  var imgs = { left: $("img-left"), right: $("img-right") };
+  var submitBtn = $("submit"), undoBtn = $("undo"), waitMsg = $("wait"), errorBox = $("error");
+  var feedback = $("feedback"), lightbox = $("lightbox"), lightboxImg = $("lightbox-img");
+  var minView = parseInt(form.dataset.minView, 10) || 0;
+  var KEYS = {
+    q: ["realism", "left"], w: ["realism", "tie"], e: ["realism", "right"],
+    a: ["alignment", "left"], s: ["alignment", "tie"], d: ["alignment", "right"]
+  };
+  var state = { loadedAt: null, unlocked: false, busy: false, times: {}, pending: null, zoom: null, generation: 0 };
+
+  function radios() { return form.querySelectorAll("input[type=radio]"); }
+
+  function setLocked(locked) {
+    state.unlocked = !locked;
+    radios().forEach(function (r) { r.disabled = locked; });
+    submitBtn.disabled = locked;
+    form.classList.toggle("locked", locked);
+  }
+
+  function showError(msg) {
+    errorBox.textContent = msg || "";
+    errorBox.hidden = !msg;
+  }
+
+  function startClock() {
+    // Answers unlock min_view_ms after both images have loaded; response times count from then.
+    var gen = ++state.generation;
+    state.loadedAt = null;
+    state.times = {};
+    setLocked(true);
+    var left = 2;
+    function loaded() {
+      if (gen !== state.generation) return;
+      left -= 1;
+      if (left > 0) return;
+      state.loadedAt = performance.now();
+      window.setTimeout(function () {
+        if (gen !== state.generation) return;
+        setLocked(false);
+        waitMsg.hidden = true;
+      }, minView);
+    }
+    ["left", "right"].forEach(function (side) {
+      var img = imgs[side];
+      if (img.complete && img.naturalWidth > 0) { loaded(); return; }
+      img.onload = loaded;
+      img.onerror = function () { showError("An image did not load. Please reload the page."); };
+    });
+  }
+
+  function render(t) {
+    form.elements.position.value = t.position;
+    $("prompt").textContent = t.prompt;
+    $("phase-label").textContent = t.phase === "practice" ? "Practice" : "Comparison";
+    if (t.number) {
+      $("progress").value = t.number;
+      $("progress").max = t.total;
+      $("progress-text").textContent = t.number + " / " + t.total;
+      document.title = (t.phase === "practice" ? "Practice " : "Comparison ") + t.number + " of " + t.total;
+    }
+    $("revising").hidden = !t.revising;
+    radios().forEach(function (r) { r.checked = t.answers[r.name] === r.value; });
+    undoBtn.hidden = t.revising || t.phase === "practice";
+    showError("");
+    state.generation += 1;  // ignore load events of the previous images
+    imgs.left.src = t.left;
+    imgs.right.src = t.right;
+    startClock();
+  }
+
+  function applyReply(data) {
+    if (data.trial) { render(data.trial); return; }
+    if (data.done_url) { window.location.assign(data.done_url); return; }
+    showError(data.next_error || "Something went wrong. Please reload the page.");
+  }
+
+  function request(url, options) {
+    return fetch(url, Object.assign({ credentials: "same-origin", headers: { "X-Requested-With": "fetch" } }, options || {}))
+      .then(function (resp) {
+        return resp.json().catch(function () {
+          return { ok: false, message: "Something went wrong (" + resp.status + "). Please reload the page." };
+        });
+      }, function () {
+        return { ok: false, message: "No connection. Check your network and press Enter to try again." };
+      });
+  }
+
+  function submitAnswer() {
+    if (state.busy) return;
+    if (!state.unlocked) { waitMsg.hidden = false; return; }
+    var answered = ["realism", "alignment"].every(function (c) { return form.querySelector("input[name=" + c + "]:checked"); });
+    if (!answered) { showError("Please answer both questions."); return; }
+    ["realism", "alignment"].forEach(function (c) {
+      form.elements["rt_" + c].value = state.times[c] !== undefined ? state.times[c] : "";
+    });
+    state.busy = true;
+    request(form.dataset.apiAnswer + "?next=1", { method: "POST", body: new FormData(form) }).then(function (data) {
+      state.busy = false;
+      if (!data.ok) {
+        if (data.error === "trial_expired") { loadNext(data.message); return; }
+        showError(data.message);
+        return;
+      }
+      if (data.feedback) {
+        state.pending = data;
+        $("feedback-text").textContent = data.feedback.message;
+        feedback.className = "feedback " + (data.feedback.correct ? "ok" : "bad");
+        feedback.hidden = false;
+        setLocked(true);
+        $("feedback-continue").focus();
+        return;
+      }
+      applyReply(data);
+    });
+  }
+
+  function continueAfterFeedback() {
+    var data = state.pending;
+    state.pending = null;
+    feedback.hidden = true;
+    applyReply(data);
+  }
+
+  function loadNext(message) {
+    request(form.dataset.apiNext).then(function (data) {
+      if (!data.ok) { showError(data.message); return; }
+      applyReply(data);
+      if (message) showError(message);
+    });
+  }
+
+  function undo() {
+    if (state.busy || state.pending) return;
+    state.busy = true;
+    request(form.dataset.apiUndo).then(function (data) {
+      state.busy = false;
+      if (!data.ok) { showError(data.message); return; }
+      render(data.trial);
+    });
+  }
+
+  function zoom(side) {
+    state.zoom = side;
+    if (!side) { lightbox.hidden = true; lightboxImg.removeAttribute("src"); return; }
+    lightboxImg.src = imgs[side].src;
+    lightboxImg.alt = side === "left" ? "Left image, enlarged" : "Right image, enlarged";
+    lightbox.hidden = false;
+  }
+
+  function choose(criterion, value) {
+    if (!state.unlocked) { waitMsg.hidden = false; return; }
+    var input = form.querySelector("input[name=" + criterion + "][value=" + value + "]");
+    input.checked = true;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  form.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (t.type === "radio" && state.loadedAt !== null) {
+      state.times[t.name] = Math.max(0, Math.round(performance.now() - state.loadedAt));
+      showError("");
+    }
+  });
+  form.addEventListener("submit", function (ev) { ev.preventDefault(); submitAnswer(); });
+  $("feedback-continue").addEventListener("click", continueAfterFeedback);
+  undoBtn.addEventListener("click", undo);
+  form.querySelectorAll("a.zoom").forEach(function (a) {
+    a.addEventListener("click", function (ev) { ev.preventDefault(); zoom(a.dataset.side); });
+  });
+  lightbox.addEventListener("click", function () { zoom(null); });
+
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    var key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+    if (state.zoom) {
+      if (key === "Escape") { zoom(null); ev.preventDefault(); }
+      else if (key === "z") { zoom(state.zoom === "left" ? "right" : null); ev.preventDefault(); }
+      return;
+    }
+    if (key === "z") { zoom("left"); ev.preventDefault(); return; }
+    if (state.pending) {
+      if (key === "Enter") { ev.preventDefault(); continueAfterFeedback(); }
+      return;
+    }
+    if (key === "Enter") { ev.preventDefault(); submitAnswer(); return; }
+    if (key === "u") { ev.preventDefault(); undo(); return; }
+    if (KEYS[key]) { ev.preventDefault(); choose(KEYS[key][0], KEYS[key][1]); }
+  });
+
+  undoBtn.hidden = document.getElementById("phase-label").textContent === "Practice";
+  startClock();
+})();
