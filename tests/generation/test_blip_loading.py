@@ -218,8 +218,8 @@ def test_large_checkpoints_get_the_large_vision_tower(tmp_path):
     """model_large.pth: ViT-L/16 (1024 wide, 24 blocks); the text side cross-attends 1024-wide tokens."""
     from generation.blip import _infer_preset
 
-    assert _infer_preset({"visual_encoder.cls_token": torch.empty(1, 1, 1024, device="meta")}) is BlipConfig.large
-    assert _infer_preset({"visual_encoder.cls_token": torch.empty(1, 1, 768, device="meta")}) is BlipConfig.base
+    assert _infer_preset({"visual_encoder.cls_token": torch.empty(1, 1, 1024, device="meta")}) == BlipConfig.large
+    assert _infer_preset({"visual_encoder.cls_token": torch.empty(1, 1, 768, device="meta")}) == BlipConfig.base
     with torch.device("meta"):
         model = BlipScorer(BlipConfig.large())
     sd = model.state_dict()
