@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 
 from studyapp import exports, stats
 from studyapp.models import Annotator, Vote
+from tests.dbutil import current_database_url
 
 from .test_results_rows import add_votes, open_round
 
@@ -132,12 +133,10 @@ def test_export_stats_errors_are_messages_not_tracebacks(tmp_path, round_config)
         call_command("export_stats", str(rnd.pk), "--out", str(a_file))
 
 
+@pytest.mark.django_db(transaction=True)
 def test_export_stats_unknown_round_in_a_real_process(tmp_path):
-    from django.db import connection
-
     # The child process reads this test's (migrated) database; the unknown id needs no rows.
-    d = connection.settings_dict
-    env = {**os.environ, "DATABASE_URL": f"postgres://{d['USER']}:{d['PASSWORD']}@{d['HOST']}:{d['PORT']}/{d['NAME']}"}
+    env = {**os.environ, "DATABASE_URL": current_database_url()}
     proc = subprocess.run(
         [sys.executable, "manage.py", "export_stats", "987654", "--out", str(tmp_path / "x")],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
