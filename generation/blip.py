@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from functools import partial
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -381,6 +381,7 @@ class TextBatch:
     cap_mask: Tensor
     cap_labels: Tensor  # cap_ids with prompt and padding set to -100
     itc_feat: Tensor | None = None  # normalised projected text feature, cached when weights are frozen
+    itc_feat_owner: int | None = None  # id() of the scorer that computed itc_feat
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -509,14 +510,15 @@ class BlipScorer(nn.Module):
     def text_features(self, text: TextBatch) -> Tensor:
         """Normalised projected ``[CLS]`` features ``(N, E)`` of the text-only encoder.
 
-        Image-independent, so cached on ``text`` when no graph is attached (frozen weights).
+        Image-independent, so cached on ``text`` while the text weights are frozen.
         """
-        if text.itc_feat is not None:
+        if text.itc_feat is not None and text.itc_feat_owner == id(self):
             return text.itc_feat
         h = self.text_encoder(text.ids, text.mask)
         feat = F.normalize(self.text_proj(h[:, 0]), dim=-1)
-        if not feat.requires_grad:
-            text.itc_feat = feat
+        trainable = any(p.requires_grad for m in (self.text_encoder, self.text_proj) for p in m.parameters())
+        if not trainable:
+            text.itc_feat, text.itc_feat_owner = feat.detach(), id(self)
         return feat
 
     def itc(self, images=None, texts=None, *, image_embeds=None, text=None) -> Tensor:
@@ -567,7 +569,8 @@ def tiny_blip(*, seed: int = 0, image_size: int = 32) -> BlipScorer:
     return model.eval().requires_grad_(False)
 
 
-def _infer_preset(state_dict: Mapping[str, Tensor]) -> type[BlipConfig] | None:
+def _infer_preset(state_dict: Mapping[str, Tensor]) -> Callable[..., BlipConfig]:
+    """ViT-L checkpoints (``model_large.pth``) are recognised by their 1024-wide class token."""
     cls_token = state_dict.get("visual_encoder.cls_token")
     if cls_token is not None and cls_token.shape[-1] == 1024:
         return BlipConfig.large
@@ -626,7 +629,7 @@ def load_blip(
         state_dict = read_state_dict(path_or_state_dict, inner_key="model")
         what = f"BLIP checkpoint {os.fspath(path_or_state_dict)}"
     preset = _infer_preset(state_dict)
-    config = preset(image_size=image_size, vocab_size=len(tokenizer), **cfg_overrides)
+    config = preset(**{"image_size": image_size, "vocab_size": len(tokenizer), **cfg_overrides})
     sd = prepare_pretrain_state_dict(state_dict, config)
     words = sd.get("text_encoder.embeddings.word_embeddings.weight")
     if words is not None and words.shape[0] != len(tokenizer):

@@ -215,9 +215,13 @@ def test_text_features_cached_only_without_graph(model):
     text = model.encode_text(["a cat"])
     model.itc(images(1), text=text)
     assert text.itc_feat is not None and not text.itc_feat.requires_grad
+    # Another scorer does not reuse the first one's features.
+    other = tiny_blip(seed=1)
+    torch.testing.assert_close(other.itc(images(1), text=text), other.itc(images(1), ["a cat"]), rtol=0, atol=0)
     trainable = tiny_blip(seed=0).requires_grad_(True)
     text = trainable.encode_text(["a cat"])
-    trainable.itc(images(1), text=text)
+    with torch.no_grad():
+        trainable.itc(images(1), text=text)
     assert text.itc_feat is None
 
 
