@@ -176,7 +176,11 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_ROUTES = {"generation.tasks.*": {"queue": "render"}}
+# The queue GPU workers consume (`celery -A studyapp worker -Q render`); tests use their own.
+RENDER_QUEUE = env("RENDER_QUEUE", "render")
+# A render whose worker died this many times (killed, out of memory, hard time limit) fails.
+RENDER_MAX_ATTEMPTS = env_int("RENDER_MAX_ATTEMPTS", 3)
+CELERY_TASK_ROUTES = {"generation.tasks.*": {"queue": RENDER_QUEUE}}
 CELERY_TASK_TIME_LIMIT = env_int("RENDER_TASK_TIME_LIMIT", 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("RENDER_TASK_SOFT_TIME_LIMIT", 3300)
 # Redis re-delivers an unacknowledged message after the visibility timeout; it must outlast
