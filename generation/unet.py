@@ -126,7 +126,7 @@ UNCOND_256_FLAGS: dict[str, Any] = dict(
 
 # Same structure in miniature (up/down ResBlocks, scale-shift, legacy attention) for CPU tests.
 TINY_FLAGS: dict[str, Any] = dict(
-    image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2", attention_resolutions="16",
+    image_size=16, num_channels=32, num_res_blocks=1, channel_mult="1,2", attention_resolutions="8",
     num_head_channels=16, learn_sigma=True, resblock_updown=True, use_scale_shift_norm=True,
 )
 
