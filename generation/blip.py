@@ -387,11 +387,8 @@ class TextBatch:
         return self.ids.shape[0]
 
     def to(self, device: torch.device | str) -> "TextBatch":
-        moved = {
-            f.name: getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), Tensor) else getattr(self, f.name)
-            for f in dataclasses.fields(self)
-        }
-        return TextBatch(**moved)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return TextBatch(**{k: v.to(device) if isinstance(v, Tensor) else v for k, v in values.items()})
 
 
 def _expand(t: Tensor, batch: int) -> Tensor:

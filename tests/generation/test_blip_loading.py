@@ -155,7 +155,9 @@ def test_pos_embed_is_interpolated_like_blip(source, vocab_file):
     pos = sd["visual_encoder.pos_embed"]
     assert pos.shape[1] == 1 + 4 and loaded.visual_encoder.pos_embed.shape[1] == 1 + 16
     # BLIP's interpolate_pos_embed = timm's resampler without antialias (bicubic, align_corners False).
-    expected = resample_abs_pos_embed(pos, new_size=[4, 4], num_prefix_tokens=1, interpolation="bicubic", antialias=False)
+    expected = resample_abs_pos_embed(
+        pos, new_size=[4, 4], num_prefix_tokens=1, interpolation="bicubic", antialias=False
+    )
     torch.testing.assert_close(loaded.visual_encoder.pos_embed, expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(loaded.visual_encoder.pos_embed[:, 0], pos[:, 0], rtol=0, atol=0)
 
