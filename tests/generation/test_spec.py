@@ -1,0 +1,77 @@
+"""GenerationSpec: validation naming every problem, JSON round trip, stable hash."""
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pathlib import Path
+
+from generation.spec import OBJECTIVES, GenerationSpec, SpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_round_trip_through_json():
+    spec = GenerationSpec()
+    again = GenerationSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and again.spec_hash() == spec.spec_hash()
+
+
+def test_hash_is_sha256_of_canonical_json_and_order_free():
+    spec = GenerationSpec.tiny(scale_shift=2.5)
+    d = spec.to_dict()
+    expected = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert spec.spec_hash() == expected
+    reversed_order = dict(reversed(list(d.items())))
+    assert GenerationSpec.from_dict(reversed_order).spec_hash() == expected
+
+
+def test_hash_is_the_same_in_another_process():
+    code = "from generation.spec import GenerationSpec; print(GenerationSpec.tiny(eta=0.5).spec_hash())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    assert out == GenerationSpec.tiny(eta=0.5).spec_hash()
+
+
+def test_ints_and_floats_hash_alike():
+    assert GenerationSpec(eta=0).spec_hash() == GenerationSpec(eta=0.0).spec_hash()
+    assert GenerationSpec.from_dict({"scale_itc": 1}).spec_hash() == GenerationSpec(scale_itc=1.0).spec_hash()
+
+
+@pytest.mark.parametrize("field, value", [("respacing", "250"), ("sampler", "ddim"), ("scale_cap", 0.31),
+                                          ("cap_prompt", ""), ("views", 2), ("clip_denoised", False)])
+def test_every_field_changes_the_hash(field, value):
+    assert GenerationSpec(**{field: value}).spec_hash() != GenerationSpec().spec_hash()
+
+
+def test_from_dict_lists_every_problem():
+    bad = {"sampler": "euler", "eta": "zero", "views": 0, "respacing": "ddim7x", "colour": "red",
+           "blip_image_size": 100, "precision": "fp16", "scale_itc": -1}
+    with pytest.raises(SpecError) as err:
+        GenerationSpec.from_dict(bad)
+    fields = {p.split(":")[0] for p in err.value.problems}
+    assert fields == {"sampler", "eta", "views", "respacing", "colour", "blip_image_size", "precision", "scale_itc"}
+    assert "unknown field" in str(err.value) and "'ddpm', 'ddim'" in str(err.value)
+
+
+def test_constructor_validates_too():
+    with pytest.raises(SpecError, match="guided_image"):
+        GenerationSpec(guided_image="xt")
+
+
+def test_frozen_and_scales_per_objective():
+    spec = GenerationSpec(scale_itc=1.0, scale_cap=2.0, scale_shift=3.0, scale_blend=4.0, scale_itm=5.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.eta = 1.0
+    assert [spec.scale_for(o) for o in OBJECTIVES] == [1.0, 5.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="SHFT"):
+        spec.scale_for("SHFT")
+
+
+def test_spec_module_does_not_import_torch():
+    code = "import sys, generation.spec; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    assert out == "False"
