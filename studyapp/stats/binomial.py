@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats as _st
+from statsmodels.stats.multitest import multipletests
 
 
 def sign_test_pvalue(k, n):
@@ -65,33 +66,24 @@ def wilson(k, n, confidence: float = 0.95):
     return (lo[()], hi[()]) if lo.ndim == 0 else (lo, hi)
 
 
-def holm(pvalues):
-    """Holm step-down adjusted p-values; NaN entries are not part of the family and stay NaN."""
+def _adjusted(pvalues, method: str):
+    """statsmodels' multiple-testing adjustment over the non-NaN entries; NaNs are not in the family."""
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out[order] = np.minimum(adj, 1.0)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method=method)[1]
     return out
+
+
+def holm(pvalues):
+    """Holm step-down adjusted p-values (statsmodels ``method="holm"``, not its default Holm-Sidak)."""
+    return _adjusted(pvalues, "holm")
 
 
 def benjamini_hochberg(pvalues):
-    """Benjamini-Hochberg (FDR) adjusted p-values; NaN entries stay NaN and are not counted."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    adj = p[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(adj[::-1])[::-1]
-    out[order] = np.minimum(adj, 1.0)
-    return out
+    """Benjamini-Hochberg (FDR) adjusted p-values (statsmodels ``method="fdr_bh"``)."""
+    return _adjusted(pvalues, "fdr_bh")
 
 
 def critical_count(n, alpha: float):
