@@ -93,6 +93,12 @@ def load_models(spec: GenerationSpec, *, weights_dir: str | os.PathLike | None, 
     if spec.unet == "tiny":
         unet = tiny_unet(seed=TINY_SEED)
         checkpoints["unet:tiny"] = f"random:seed={TINY_SEED}"
+    elif spec.unet == "toy":
+        # The toy world's trained weights ship in the package (checksummed); WEIGHTS_DIR is not read.
+        from generation.toyworld import models as toy
+
+        unet = toy.load_toy_unet()
+        checkpoints.update({k: v for k, v in toy.checkpoint_ids().items() if k.endswith("/unet.pt")})
     else:
         (name,) = PRESET_FILES[spec.unet]
         path = path_of(name)
@@ -107,6 +113,14 @@ def load_models(spec: GenerationSpec, *, weights_dir: str | os.PathLike | None, 
         blip.load_state_dict(base.state_dict())
         blip = blip.eval().requires_grad_(False)
         checkpoints["blip:tiny"] = f"random:seed={TINY_SEED}"
+    elif spec.blip == "toy":
+        from generation.toyworld import models as toy
+
+        base = toy.load_toy_blip()
+        blip = BlipScorer(dataclasses.replace(base.config, **text_options), base.tokenizer)
+        blip.load_state_dict(base.state_dict())
+        blip = blip.eval().requires_grad_(False)
+        checkpoints.update({k: v for k, v in toy.checkpoint_ids().items() if k.endswith("/blip.pt")})
     else:
         ckpt_name, vocab_name = PRESET_FILES[spec.blip]
         ckpt, vocab = path_of(ckpt_name), path_of(vocab_name)

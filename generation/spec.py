@@ -16,8 +16,11 @@ from typing import Any
 from generation.respace import space_timesteps
 
 OBJECTIVES = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
-UNET_PRESETS = ("guided-diffusion-256-uncond", "tiny")
-BLIP_PRESETS = ("model_base", "model_base_capfilt_large", "tiny")
+UNET_PRESETS = ("guided-diffusion-256-uncond", "tiny", "toy")
+BLIP_PRESETS = ("model_base", "model_base_capfilt_large", "tiny", "toy")
+
+# Guidance scales of the toy presets (GenerationSpec.toy), tuned in the toy world.
+TOY_SCALES = {"scale_itc": 3.0, "scale_itm": 3.0, "scale_cap": 3.0, "scale_shift": 3.0, "scale_blend": 3.0}
 
 # Field name -> allowed values, for the string-choice fields.
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -87,6 +90,13 @@ class GenerationSpec:
     def tiny(cls, **overrides) -> "GenerationSpec":
         """Random tiny UNet and BLIP, few steps: CPU tests and the ``--tiny`` CLI."""
         return cls(**{"unet": "tiny", "blip": "tiny", "respacing": "8", "blip_image_size": 32, **overrides})
+
+    @classmethod
+    def toy(cls, **overrides) -> "GenerationSpec":
+        """The toy world's trained 32x32 UNet and BLIP (``generation/toyworld``, shipped weights): real
+        guidance on a CPU. Scales chosen in ``docs/toyworld/REPORT.md``."""
+        return cls(**{"unet": "toy", "blip": "toy", "respacing": "25", "blip_image_size": 32, "batch_size": 16,
+                      **TOY_SCALES, **overrides})
 
     def scale_for(self, objective: str) -> float:
         if objective not in OBJECTIVES:
@@ -168,6 +178,8 @@ def _problems(v: dict[str, Any]) -> list[str]:
     size = v["blip_image_size"]
     if isinstance(size, int) and not isinstance(size, bool) and size % 16 and v["blip"] != "tiny":
         out.append(f"blip_image_size: must be a multiple of 16 (BLIP's patch size), got {size}")
+    if isinstance(size, int) and v["blip"] == "toy" and size != 32:
+        out.append(f"blip_image_size: the toy BLIP works at 32 pixels, got {size}")
     if isinstance(size, int) and v["blip"] == "tiny" and size % 8:
         out.append(f"blip_image_size: the tiny BLIP needs a multiple of 8, got {size}")
     if not isinstance(v["cap_prompt"], str):
