@@ -61,7 +61,7 @@
     });
   }
 
-  function render(t) {
+  function showTrial(t) {
     form.elements.position.value = t.position;
     $("prompt").textContent = t.prompt;
     $("phase-label").textContent = t.phase === "practice" ? "Practice" : "Comparison";
@@ -82,7 +82,7 @@
   }
 
   function applyReply(data) {
-    if (data.trial) { render(data.trial); return; }
+    if (data.trial) { showTrial(data.trial); return; }
     if (data.done_url) { window.location.assign(data.done_url); return; }
     showError(data.next_error || "Something went wrong. Please reload the page.");
   }
@@ -148,7 +148,7 @@
     request(form.dataset.apiUndo).then(function (data) {
       state.busy = false;
       if (!data.ok) { showError(data.message); return; }
-      render(data.trial);
+      showTrial(data.trial);
     });
   }
 
