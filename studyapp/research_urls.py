@@ -1,6 +1,6 @@
 from django.urls import path
 
-from studyapp.views import research
+from studyapp.views import rendering, research
 from studyapp.views import results as results_views
 
 app_name = "research"
@@ -12,6 +12,12 @@ urlpatterns = [
     path("rounds/<int:round_id>/transition/", research.round_transition_view, name="round_transition"),
     path("rounds/<int:round_id>/export/round-export.zip", results_views.export_zip, name="round_export_zip"),
     path("rounds/<int:round_id>/export/<str:name>", results_views.export_file, name="round_export_file"),
+    path("rounds/<int:round_id>/rendering.json", rendering.progress_json, name="render_progress"),
+    path("rounds/<int:round_id>/renders/launch/", rendering.launch_view, name="render_launch"),
+    path("rounds/<int:round_id>/renders/retry-failed/", rendering.retry_failed_view, name="render_retry_failed"),
+    path("rounds/<int:round_id>/renders/cancel/", rendering.cancel_view, name="render_cancel"),
+    path("rounds/<int:round_id>/gallery/", rendering.gallery, name="round_gallery"),
+    path("renders/<int:render_id>/image.png", rendering.render_image, name="render_image"),
     path("prompt-sets/", research.prompt_set_list, name="prompt_set_list"),
     path("prompt-sets/import/", research.prompt_set_import_view, name="prompt_set_import"),
 ]

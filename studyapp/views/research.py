@@ -14,6 +14,7 @@ from studyapp.models import PromptSet, StudyRound
 from studyapp.services import prompts as prompt_services
 from studyapp.services import rounds as round_services
 from studyapp.views import results as results_views
+from studyapp.views import rendering as rendering_views
 
 # Buttons shown per status: (target status, label).
 ACTIONS = {
@@ -60,6 +61,7 @@ def round_detail(request, round_id: int):
             "actions": ACTIONS[rnd.status],
             "config": rnd.config,
             "results": results_views.results_context(rnd),
+            "rendering": rendering_views.rendering_context(rnd),
         },
     )
 
