@@ -306,3 +306,16 @@ def test_json_pages_are_not_cached(rnd):
     r = client.get(url(rnd, "api_next"))
     assert r["Cache-Control"] == "no-store"
     json.loads(r.content)
+
+
+def test_researchers_see_attention_qc_per_annotator(rnd, staff_client):
+    client = passed(rnd, query="?PROLIFIC_PID=qcpid1&STUDY_ID=s&SESSION_ID=x")
+    finish_with_api(client, rnd)  # answers "left" everywhere: the one check passes or fails by chance
+    ann = the_annotator(rnd)
+    t = Trial.objects.get(annotator=ann, kind="attention")
+    expected_qc = "pass" if t.expected_side == "left" else "fail"
+    assert ann.qc_status == expected_qc
+    page = staff_client.get(reverse("research:round_detail", args=[rnd.pk])).content.decode()
+    assert "Annotators and attention checks" in page and "qcpid1" in page
+    assert f'qc-{expected_qc}">{expected_qc}<' in page
+    assert ("1/1" if expected_qc == "pass" else "0/1") in page
