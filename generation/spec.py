@@ -57,11 +57,11 @@ class GenerationSpec:
     sampler: str = "ddpm"
     eta: float = 0.0
     clip_denoised: bool = True
-    scale_itc: float = 0.3
-    scale_itm: float = 0.3
-    scale_cap: float = 0.3
-    scale_shift: float = 0.3
-    scale_blend: float = 0.3
+    scale_itc: float = 1.0
+    scale_itm: float = 1.0
+    scale_cap: float = 1.0
+    scale_shift: float = 1.0
+    scale_blend: float = 1.0
     itc_loss: str = "cos"
     itm_first_token: str = "[ENC]"
     cap_prompt: str = "a picture of "

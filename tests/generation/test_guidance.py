@@ -1,0 +1,141 @@
+"""Guidance on the tiny UNet with the real tiny BLIP: exactness at scale 0, SHIFT's end points,
+one UNet forward per step, per-sample gradients, and that every objective improves its own score."""
+
+import numpy as np
+import pytest
+import torch
+
+from generation.blip import tiny_blip
+from generation.diffusion import Diffusion
+from generation.guidance import Guide, augmented_views, range_loss
+from generation.pipeline import make_denoiser, render_batch
+from generation.sampling import per_image_noise, sample
+from generation.spec import GenerationSpec
+
+PROMPTS = ["a red cat", "a dog on the grass", "a green tree"]
+
+
+@pytest.fixture(scope="module")
+def blip():
+    return tiny_blip(seed=0, image_size=32)
+
+
+def make_guide(unet, blip, diffusion, objective, prompts, **kw):
+    kw.setdefault("scale", 1.0)
+    return Guide(diffusion, make_denoiser(unet, "fp32"), blip, blip.encode_text(prompts), objective=objective, **kw)
+
+
+def x_at(seed, b=2):
+    return torch.randn(b, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def run(unet, diffusion, guide, sampler="ddpm", seed=0, b=2):
+    gens = [torch.Generator().manual_seed(seed * 100 + n) for n in range(b)]
+    x_T = per_image_noise(gens, (3, 16, 16), "cpu")
+    return sample(diffusion, make_denoiser(unet, "fp32"), x_T, noise_fn=lambda: per_image_noise(gens, (3, 16, 16), "cpu"),
+                  sampler=sampler, guide=guide)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("objective", ["ITC", "SHIFT"])
+def test_scale_zero_equals_unguided_exactly(tiny_unet_model, blip, sampler, objective):
+    d = Diffusion("ddim6" if sampler == "ddim" else "6")
+    guide = make_guide(tiny_unet_model, blip, d, objective, PROMPTS[:2], scale=0.0)
+    guided = run(tiny_unet_model, d, guide, sampler)
+    assert guide.last.losses  # the gradient path really ran
+    assert torch.equal(guided, run(tiny_unet_model, d, None, sampler))
+    nonzero = make_guide(tiny_unet_model, blip, d, objective, PROMPTS[:2], scale=1.0)
+    assert not torch.equal(run(tiny_unet_model, d, nonzero, sampler), guided)
+
+
+def test_shift_gradient_is_cap_first_and_itc_last(tiny_unet_model, blip):
+    d = Diffusion("5")
+    x = x_at(1)
+    shift, cap, itc = (make_guide(tiny_unet_model, blip, d, o, PROMPTS[:2]) for o in ("SHIFT", "CAP", "ITC"))
+    first, last = d.num_timesteps - 1, 0  # loop index i of the first (noisiest) and last step
+    assert torch.equal(shift(x, first, 0)[1], cap(x, first, 0)[1])
+    assert torch.equal(shift(x, last, d.num_timesteps - 1)[1], itc(x, last, d.num_timesteps - 1)[1])
+    assert not torch.allclose(cap(x, first, 0)[1], itc(x, first, 0)[1])
+
+
+def test_shift_mixes_linearly_in_between(tiny_unet_model, blip):
+    d = Diffusion("5")
+    x, i, k = x_at(2), 2, 2  # t = k / (N - 1) = 0.5
+    g = {o: make_guide(tiny_unet_model, blip, d, o, PROMPTS[:2], normalization="none")(x, i, k)[1] for o in ("SHIFT", "CAP", "ITC")}
+    torch.testing.assert_close(g["SHIFT"], 0.5 * g["ITC"] + 0.5 * g["CAP"], rtol=1e-4, atol=1e-6)
+    blend = make_guide(tiny_unet_model, blip, d, "BLEND", PROMPTS[:2], normalization="none", blend_weights=(0.25, 0.75))(x, i, 0)[1]
+    torch.testing.assert_close(blend, 0.25 * g["ITC"] + 0.75 * g["CAP"], rtol=1e-4, atol=1e-6)
+
+
+def test_one_unet_forward_per_guided_step(tiny_unet_model, blip):
+    d = Diffusion("4")
+    calls = []
+    handle = tiny_unet_model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        run(tiny_unet_model, d, make_guide(tiny_unet_model, blip, d, "BLEND", PROMPTS[:2], views=2,
+                                           view_generators=[torch.Generator().manual_seed(n) for n in range(2)]))
+    finally:
+        handle.remove()
+    assert len(calls) == d.num_timesteps
+
+
+def test_gradient_is_per_sample(tiny_unet_model, blip):
+    d = Diffusion("5")
+    x = x_at(3, b=3)
+    both = make_guide(tiny_unet_model, blip, d, "CAP", PROMPTS)(x, 3, 1)[1]
+    alone = make_guide(tiny_unet_model, blip, d, "CAP", PROMPTS[1:2])(x[1:2], 3, 1)[1]
+    torch.testing.assert_close(both[1:2], alone, rtol=1e-3, atol=1e-4 * alone.abs().max().item())
+
+
+def test_grad_normalisation_gives_unit_rms_per_term(tiny_unet_model, blip):
+    d = Diffusion("5")
+    images = x_at(4).clamp(-1, 1)
+    for objective in ("ITC", "ITM", "CAP"):
+        g = make_guide(tiny_unet_model, blip, d, objective, PROMPTS[:2]).image_gradient(images, 0)
+        rms = g.pow(2).flatten(1).mean(1).sqrt()
+        torch.testing.assert_close(rms, torch.ones(2), rtol=1e-4, atol=1e-4)
+
+
+def test_blend_image_range_loss_and_views_change_the_gradient(tiny_unet_model, blip):
+    d = Diffusion("5")
+    x = x_at(5) * 3
+    base = make_guide(tiny_unet_model, blip, d, "ITC", PROMPTS[:2])(x, 3, 1)[1]
+    for kw in ({"guided_image": "blend"}, {"range_weight": 50.0},
+               {"views": 3, "view_generators": [torch.Generator().manual_seed(n) for n in range(2)]}):
+        other = make_guide(tiny_unet_model, blip, d, "ITC", PROMPTS[:2], **kw)(x, 3, 1)[1]
+        assert torch.isfinite(other).all() and not torch.allclose(other, base), kw
+
+
+def test_views_and_range_loss_helpers():
+    img = torch.linspace(-2, 2, 2 * 3 * 8 * 8).view(2, 3, 8, 8)
+    gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    views = augmented_views(img, 3, 16, gens)
+    assert views.shape == (6, 3, 16, 16)
+    torch.testing.assert_close(views[3], augmented_views(img[1:], 1, 16, gens[1:])[0])  # first view un-augmented
+    expected = ((img - img.clamp(-1, 1)) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(range_loss(img), expected)
+
+
+def own_loss(objective, s):
+    return {"ITC": -s["itc"], "ITM": -s["itm"], "CAP": s["cap"]}.get(objective)
+
+
+@pytest.mark.parametrize("objective", ["ITC", "ITM", "CAP", "SHIFT", "BLEND"])
+def test_each_objective_improves_its_own_score(tiny_models, objective):
+    prompts, seeds = PROMPTS, [0, 1, 2]
+    guided = render_batch(tiny_models, GenerationSpec.tiny(), objective=objective, prompts=prompts, seeds=seeds)
+    zero = GenerationSpec.tiny(**{f"scale_{objective.lower()}": 0.0})
+    plain = render_batch(tiny_models, zero, objective=objective, prompts=prompts, seeds=seeds)
+    for g, p in zip(guided, plain):
+        if objective in ("SHIFT", "BLEND"):  # both of their terms improve
+            assert g.scores["itc"] > p.scores["itc"] and g.scores["cap"] < p.scores["cap"], (g.scores, p.scores)
+        else:
+            assert own_loss(objective, g.scores) < own_loss(objective, p.scores), (g.scores, p.scores)
+
+
+def test_images_identical_across_runs(tiny_models):
+    spec = GenerationSpec.tiny(views=2, respacing="4")
+    a = render_batch(tiny_models, spec, objective="SHIFT", prompts=PROMPTS[:2], seeds=[7, 8])
+    b = render_batch(tiny_models, spec, objective="SHIFT", prompts=PROMPTS[:2], seeds=[7, 8])
+    for ra, rb in zip(a, b):
+        assert np.array_equal(ra.image, rb.image) and ra.scores == rb.scores
