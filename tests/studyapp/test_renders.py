@@ -221,3 +221,25 @@ def _wait_ready(rnd, timeout=120):
             return
         time.sleep(0.2)
     raise AssertionError(f"round {rnd.pk} not ready after {timeout}s: {list(rnd.renders.values_list('status', 'error'))}")
+
+
+def test_demo_prepares_an_open_round_with_a_login_and_labels_tiny_weights(cmd, settings, tmp_path, client, capsys):
+    settings.WEIGHTS_DIR = tmp_path / "no-weights"
+    settings.RENDER_DEVICE = "cpu"
+    settings.CELERY_BROKER_URL = None
+    cmd("demo", "--no-server", "--prompts", "1")
+    out = capsys.readouterr().out
+    rnd = StudyRound.objects.get(name__startswith="Demo")
+    assert rnd.status == StudyRound.Status.OPEN and rnd.renders.filter(status=Render.Status.DONE).count() == 4
+    password = out.split("password '")[1].split("'")[0]
+    assert f"/research/rounds/{rnd.pk}/" in out and f"/a/{rnd.token}" in out and "Tiny random weights" in out
+    assert client.login(username="researcher", password=password)
+    page = client.get(f"/research/rounds/{rnd.pk}/").content.decode()
+    assert "Tiny random weights" in page
+    gallery = client.get(f"/research/rounds/{rnd.pk}/gallery/").content.decode()
+    assert "Tiny random weights" in gallery and "SHIFT" in gallery and "ITC 0." in gallery
+    # a second run reuses the login and the round, renders nothing, prints no password
+    cmd("demo", "--no-server", "--prompts", "1")
+    out = capsys.readouterr().out
+    assert "password '" not in out and f"existing demo round #{rnd.pk} (open)" in out
+    assert StudyRound.objects.filter(name__startswith="Demo").count() == 1
