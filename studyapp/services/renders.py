@@ -298,6 +298,18 @@ def render_claim(*, render_ids: Iterable[int], objective: str) -> list[Claim]:
     """
     claims: list[Claim] = []
     stale_files: list[str] = []
+    locked: list[int] = []
+    try:
+        _claim_rows(render_ids, objective, claims, stale_files, locked)
+    except BaseException:
+        render_locks_release(locked)  # session locks outlive a rolled-back transaction
+        raise
+    for name in stale_files:
+        render_file_delete(name)
+    return claims
+
+
+def _claim_rows(render_ids, objective, claims: list[Claim], stale_files: list[str], locked: list[int]) -> None:
     with transaction.atomic():
         rows = list(
             Render.objects.select_for_update(of=("self",))
@@ -310,6 +322,7 @@ def render_claim(*, render_ids: Iterable[int], objective: str) -> list[Claim]:
         for r in rows:
             if not _try_lock(r.pk):
                 continue  # a live worker holds it
+            locked.append(r.pk)
             if r.status == RS.RUNNING:
                 stale_files.append(r.image.name)
                 if r.attempts >= max_attempts():
@@ -331,9 +344,6 @@ def render_claim(*, render_ids: Iterable[int], objective: str) -> list[Claim]:
             claims.append(
                 Claim(r.pk, r.round_id, r.prompt.text, r.seed, r.objective, r.attempts, now, r.image.name)
             )
-    for name in stale_files:
-        render_file_delete(name)
-    return claims
 
 
 def _held(claim: Claim, *, lock_round: bool) -> Render | None:

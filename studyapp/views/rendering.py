@@ -31,6 +31,7 @@ def rendering_context(rnd: StudyRound) -> dict:
         "progress": selectors_renders.render_progress(rnd),
         "weights_label": selectors_renders.round_weights_label(rnd),
         "broker": bool(settings.CELERY_BROKER_URL),
+        "queue": settings.RENDER_QUEUE,
         "can_launch": rnd.status in (StudyRound.Status.DRAFT, StudyRound.Status.RENDERING),
     }
 

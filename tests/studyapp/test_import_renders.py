@@ -160,3 +160,20 @@ def test_database_failure_deletes_the_copied_files(rnd, tmp_path, monkeypatch):
         render_import.renders_import(round_id=rnd.pk, directory=d)
     assert not render_files_listed()
     assert not rnd.renders.filter(status=Render.Status.DONE).exists()
+
+
+def test_prompts_by_external_id(round_config, tmp_path):
+    from studyapp.services.prompts import prompt_set_import
+
+    prompt_set_import(name="with-ids", data=b"prompt\tid\na red cube\tP1\na blue ball\tP2\n")
+    rnd = round_create(config={**round_config, "prompt_set": "with-ids", "prompt_limit": 2,
+                               "objectives": ["SHIFT", "CAP"], "seeds_per_prompt": 1})
+    rows = []
+    d = tmp_path / "renders-in"
+    for i, r in enumerate(rnd.renders.select_related("prompt").order_by("pk")):
+        write_png(d / f"{i}.png")
+        rows.append((r.prompt.external_id if i % 2 else r.prompt.text, "0", r.objective.lower(), f"{i}.png"))
+    assert any(row[0] == "P2" for row in rows)
+    d, _ = make_dir(tmp_path, rnd, rows=rows)
+    call_command("import_renders", str(rnd.pk), str(d))
+    assert set(rnd.renders.values_list("status", flat=True)) == {"done"}
