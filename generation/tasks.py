@@ -118,13 +118,16 @@ def render_unit(
         return counts
     pending = {c.render_id: c for c in claims}
 
+    def fail(claim, message: str) -> None:
+        svc.render_fail(claim=claim, message=message)
+        pending.pop(claim.render_id, None)
+        counts["failed"] += 1
+        if on_image:
+            on_image(1)
+
     def fail_all(message: str) -> None:
         for c in list(pending.values()):
-            svc.render_fail(claim=c, message=message)
-            pending.pop(c.render_id)
-            counts["failed"] += 1
-            if on_image:
-                on_image(1)
+            fail(c, message)
 
     try:
         rnd = StudyRound.objects.get(pk=round_id)
@@ -165,7 +168,7 @@ def render_unit(
             if on_image:
                 on_image(1)
 
-        _render_split(models, gspec, objective, claims, round_seed, store)
+        _render_split(models, gspec, objective, claims, round_seed, store, fail)
     except SoftTimeLimitExceeded:
         fail_all(
             f"the task ran past its soft time limit ({settings.CELERY_TASK_SOFT_TIME_LIMIT} s); raise "
@@ -194,12 +197,11 @@ def render_unit(
     return counts
 
 
-def _render_split(models, gspec, objective, claims, round_seed, store) -> None:
+def _render_split(models, gspec, objective, claims, round_seed, store, fail) -> None:
     """``render_batch`` on ``claims``; on CUDA out-of-memory, the two halves one after the other."""
     import torch
 
     from generation.pipeline import render_batch
-    from studyapp.services import renders as svc
 
     try:
         results = render_batch(
@@ -209,16 +211,16 @@ def _render_split(models, gspec, objective, claims, round_seed, store) -> None:
     except torch.cuda.OutOfMemoryError:
         _empty_cuda_cache()
         if len(claims) == 1:
-            svc.render_fail(
-                claim=claims[0],
-                message="CUDA out of memory with a batch of one image: use a GPU with more memory, "
+            fail(
+                claims[0],
+                "CUDA out of memory with a batch of one image: use a GPU with more memory, "
                 "precision 'bf16', or fewer guidance views",
             )
             return
         half = len(claims) // 2
         log.warning("CUDA out of memory with %d images: splitting into %d + %d", len(claims), half, len(claims) - half)
-        _render_split(models, gspec, objective, claims[:half], round_seed, store)
-        _render_split(models, gspec, objective, claims[half:], round_seed, store)
+        _render_split(models, gspec, objective, claims[:half], round_seed, store, fail)
+        _render_split(models, gspec, objective, claims[half:], round_seed, store, fail)
         return
     for claim, result in zip(claims, results, strict=True):
         store(claim, result)

@@ -127,3 +127,21 @@ def test_cuda_out_of_memory_splits_the_batch(round_config, monkeypatch, django_c
     assert sizes == [2, 1, 1, 2, 1, 1]  # per objective: a batch of two, OOM, then each half
     assert set(rnd.renders.values_list("status", flat=True)) == {"done"}
     assert StudyRound.objects.get(pk=rnd.pk).status == "ready"
+
+
+def test_cuda_out_of_memory_with_one_image_fails_with_a_message(rnd, monkeypatch, django_capture_on_commit_callbacks):
+    """Fault injection, as above: out of memory at every size."""
+    import torch
+
+    import generation.pipeline as pipeline
+    from generation.tasks import render_units_in_process
+
+    def always_oom(models, spec, **kw):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(pipeline, "render_batch", always_oom)
+    with django_capture_on_commit_callbacks(execute=True):
+        svc.renders_launch(round_id=rnd.pk, dispatch=render_units_in_process)
+    errors = set(rnd.renders.values_list("status", "error"))
+    assert len(errors) == 1 and next(iter(errors))[0] == "failed"
+    assert "CUDA out of memory with a batch of one image" in next(iter(errors))[1]
