@@ -103,3 +103,51 @@ def test_render_cli_reports_bad_spec_and_missing_weights(tmp_path, capsys):
         main(["render", "--prompt", "x", "--objective", "ITC", "--tiny", "--set", "sampler=euler", "--out", str(tmp_path)])
     rc = main(["render", "--prompt", "x", "--objective", "ITC", "--weights", str(tmp_path), "--out", str(tmp_path)])
     assert rc == 2 and "fetch-weights" in capsys.readouterr().err
+
+
+def test_bf16_render_runs_and_stays_close(tiny_models):
+    spec32 = GenerationSpec.tiny(respacing="3")
+    spec16 = GenerationSpec.tiny(respacing="3", precision="bf16")
+    a = render_batch(tiny_models, spec32, objective="CAP", prompts=["a cat"], seeds=[0])[0]
+    b = render_batch(tiny_models, spec16, objective="CAP", prompts=["a cat"], seeds=[0])[0]
+    assert a.provenance["spec_hash"] != b.provenance["spec_hash"]
+    assert np.abs(a.image.astype(int) - b.image.astype(int)).mean() < 20
+
+
+def _listing_file(path, listing, wrap=None):
+    sd = {k: torch.zeros(1).expand(s) if s else torch.zeros(()) for k, s in listing.items()}
+    torch.save({wrap: sd} if wrap else sd, path)
+
+
+def test_real_presets_load_strictly_and_record_sha256(tmp_path):
+    """The real-weights branch end to end, on listing-shaped files of stride-0 tensors (a few kB)."""
+    from generation.checkpoints import read_keys_tsv, sha256_file
+    from generation.tokenization import tiny_vocab
+    from generation.weights import KEYS_DIR
+
+    _listing_file(tmp_path / "256x256_diffusion_uncond.pt", read_keys_tsv(KEYS_DIR / "guided_diffusion_256x256_uncond.keys.tsv"))
+    _listing_file(tmp_path / "model_base.pth", read_keys_tsv(KEYS_DIR / "blip_pretrain_base.keys.tsv"), wrap="model")
+    vocab = tiny_vocab()
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab + [f"[unused{i}]" for i in range(30522 - len(vocab))]) + "\n")
+    spec = GenerationSpec(blip_image_size=224)
+    models = load_models(spec, weights_dir=tmp_path, device="meta")
+    assert models.unet.config.image_size == 256 and models.blip.config.image_size == 224
+    assert models.checkpoints == {n: sha256_file(tmp_path / n) for n in ("256x256_diffusion_uncond.pt", "model_base.pth", "vocab.txt")}
+    (tmp_path / "model_base.pth").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="verify-weights"):
+        load_models(spec, weights_dir=tmp_path, device="meta")
+
+
+def test_package_import_is_light_and_exposes_loaders():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, generation; assert 'torch' not in sys.modules; f = generation.load_unet; print(f.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    assert out == "generation.unet"
+    import generation
+    assert generation.load_blip.__module__ == "generation.blip"
+    with pytest.raises(AttributeError):
+        generation.render
