@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from generation.checkpoints import CheckpointError, load_strict, read_state_dict
+from generation.checkpoints import load_strict, read_state_dict
 from generation.nn import avg_pool_nd, conv_nd, normalization, timestep_embedding, zero_module
 
 # Diffusion flags of guided-diffusion's script_util; accepted (READMEs list them together with

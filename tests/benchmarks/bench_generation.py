@@ -151,6 +151,10 @@ def bench(config: str, unet, blip, device, precision, batch, steps, repeats, pea
     for name, fn in step_functions(unet, blip, diffusion, x, precision).items():
         sec = seconds[name] = time_step(fn, device, repeats)
         flops = count_flops(fn)
+        if name == "unguided":  # our counter must agree with FlopCounterMode where the latter works
+            with FlopCounterMode(display=False) as reference:
+                fn()
+            emit(**base, figure="unguided.flops_match_FlopCounterMode", value=reference.get_total_flops() == flops, unit="bool")
         baseline = seconds["unguided"]
         achieved = flops / sec
         emit(**base, figure=f"{name}.seconds_per_step", value=sec, unit="s")
