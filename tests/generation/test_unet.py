@@ -177,3 +177,18 @@ def test_bf16_autocast_path_is_close_to_fp32(tiny_unet_model):
     assert low.dtype == torch.float32
     rel = (low - ref).norm() / ref.norm()
     assert 0 < rel < 0.05
+
+
+def test_full_model_flops_match_the_reference_count():
+    """Ref §8 counts 2.240 TFLOP forward and 4.491 TFLOP forward+backward-to-input per 256² image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = meta_256().requires_grad_(False)
+    x = torch.empty(1, 3, 256, 256, device="meta", requires_grad=True)
+    t = torch.zeros(1, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as fwd:
+        model(x, t)
+    with FlopCounterMode(display=False) as both:
+        model(x, t).sum().backward()
+    assert fwd.get_total_flops() / 1e12 == pytest.approx(2.240, abs=5e-4)
+    assert both.get_total_flops() / 1e12 == pytest.approx(4.491, abs=5e-4)
