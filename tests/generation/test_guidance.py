@@ -139,3 +139,26 @@ def test_images_identical_across_runs(tiny_models):
     b = render_batch(tiny_models, spec, objective="SHIFT", prompts=PROMPTS[:2], seeds=[7, 8])
     for ra, rb in zip(a, b):
         assert np.array_equal(ra.image, rb.image) and ra.scores == rb.scores
+
+
+def test_one_forward_equals_the_reference_two_forward_structure(tiny_unet_model, blip):
+    """Blended Diffusion's cond_fn runs p_mean_variance again with grad on x_t (a second UNet
+    forward) and returns -scale * grad of the loss on the unclipped x0; ours reuses one forward."""
+    d = Diffusion("5")
+    den = make_denoiser(tiny_unet_model, "fp32")
+    text = blip.encode_text(PROMPTS[:2])
+    scale = 0.7
+
+    def reference_guide(x, i, k):
+        t = d.model_timestep(i, x.shape[0], x.device)
+        with torch.no_grad():
+            model_output = den(x, t)  # the sampler's own forward
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            x0 = d.p_mean_variance(den(x_in, t), x_in, i, clip_denoised=False).pred_xstart
+            loss = -blip.itc(x0, text=text).sum()
+            grad = -scale * torch.autograd.grad(loss, x_in)[0]
+        return model_output, grad
+
+    ours = make_guide(tiny_unet_model, blip, d, "ITC", PROMPTS[:2], scale=scale, normalization="none")
+    torch.testing.assert_close(run(tiny_unet_model, d, ours), run(tiny_unet_model, d, reference_guide), rtol=1e-4, atol=1e-5)
