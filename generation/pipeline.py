@@ -222,7 +222,7 @@ def _render_chunk(models, spec, diffusion, objective, prompts, seeds, round_seed
     env = environment(device)
     b, steps = len(prompts), diffusion.num_timesteps
     timings = {
-        "sampling_seconds_batch": t1 - t0, "seconds_per_step": (t1 - t0) / steps,
+        "seconds_total_batch": t2 - t0, "sampling_seconds_batch": t1 - t0, "seconds_per_step": (t1 - t0) / steps,
         "seconds_per_image": (t1 - t0) / b, "scoring_seconds_batch": t2 - t1, "batch_size": b, "steps": steps,
     }
     out = []

@@ -64,6 +64,7 @@ def test_provenance_and_scores(tiny_models):
     assert p["checkpoints"] == {"unet:tiny": "random:seed=0", "blip:tiny": "random:seed=0"}
     assert p["torch_version"] == torch.__version__ and p["code_version"] and p["device"].startswith("cpu")
     assert p["timings"]["seconds_per_step"] > 0 and p["timings"]["steps"] == 4
+    assert p["timings"]["seconds_total_batch"] >= p["timings"]["sampling_seconds_batch"]
     json.dumps(p)  # JSON-serialisable as stored
 
 
