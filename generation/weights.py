@@ -81,7 +81,7 @@ def weights_dir(explicit: str | os.PathLike | None = None) -> Path:
     """``explicit``, else ``$WEIGHTS_DIR``; raises a :class:`CheckpointError` saying what to set."""
     value = explicit or os.environ.get("WEIGHTS_DIR")
     if not value:
-        raise CheckpointError("no weights directory: pass --weights DIR or set WEIGHTS_DIR")
+        raise CheckpointError("no weights directory: set WEIGHTS_DIR, or pass one (render --weights DIR, fetch-weights --dir DIR)")
     return Path(value)
 
 
