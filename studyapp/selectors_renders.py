@@ -81,5 +81,7 @@ def gallery_rows(rnd: StudyRound) -> tuple[list[str], list[GalleryRow]]:
         meta[key] = (r.prompt.text, r.prompt.category, r.seed)
         if r.objective not in objectives:
             objectives.append(r.objective)
+    # The focal objective first, the baselines after it, as the comparisons are read.
+    objectives.sort(key=lambda o: o != "SHIFT")
     out = [GalleryRow(*meta[k], [rows[k].get(o) for o in objectives]) for k in sorted(rows)]
     return objectives, out
