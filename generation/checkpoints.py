@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Mapping
 
@@ -22,8 +23,19 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_state_dict(path: str | os.PathLike, *, inner_key: str | None = None) -> dict[str, torch.Tensor]:
+def _trust_pickle() -> bool:
+    return os.environ.get("WEIGHTS_TRUST_PICKLE", "").lower() in {"1", "true", "yes"}
+
+
+def read_state_dict(
+    path: str | os.PathLike, *, inner_key: str | None = None, allow_pickle: bool | None = None
+) -> dict[str, torch.Tensor]:
     """Load a flat ``name -> tensor`` mapping from a ``.pt``/``.pth`` file on the CPU.
+
+    Files are read with ``weights_only=True``. Some released checkpoints also pickle plain
+    Python objects (training config, optimizer state); those load only with ``allow_pickle``
+    (default: the ``WEIGHTS_TRUST_PICKLE`` environment variable), which runs the file's pickle
+    code, so use it for files from a source you trust.
 
     :param inner_key: unwrap ``ckpt[inner_key]`` when present (BLIP keeps weights under ``"model"``).
     :raises CheckpointError: the file is missing, truncated/corrupt, or not a state dict.
@@ -34,8 +46,17 @@ def read_state_dict(path: str | os.PathLike, *, inner_key: str | None = None) ->
             f"checkpoint not found: {path}. Put the file there, or run "
             f"`python -m generation fetch-weights` where a network is available."
         )
+    allow_pickle = _trust_pickle() if allow_pickle is None else allow_pickle
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not allow_pickle:
+            raise CheckpointError(
+                f"checkpoint {path} holds pickled objects besides tensors ({exc}). If you trust the "
+                f"file's source, load it with WEIGHTS_TRUST_PICKLE=1; otherwise download it again "
+                f"and check it with `python -m generation verify-weights {path}`."
+            ) from exc
+        obj = _load_untrusted(path)
     except Exception as exc:  # torch raises many types for truncated/corrupt zips and pickles
         raise CheckpointError(
             f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}). The file is probably "
@@ -47,6 +68,15 @@ def read_state_dict(path: str | os.PathLike, *, inner_key: str | None = None) ->
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"checkpoint {path} does not hold a flat state dict of tensors")
     return dict(obj)
+
+
+def _load_untrusted(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}); download it again."
+        ) from exc
 
 
 def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, what: str) -> None:
