@@ -26,30 +26,52 @@ from __future__ import annotations
 
 import random
 import secrets
+import threading
+import time
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from studyapp.models import Annotator, ComparisonItem, Criterion, Render, Trial
-from studyapp.services.annotators import AnnotateError, annotator_complete, config_of, round_check_open
+from studyapp.models import Annotator, ComparisonItem, Criterion, Prompt, Render, Trial
+from studyapp.services.annotators import AnnotateError, annotator_complete, annotator_lock, config_of, round_check_open
 
 Status = Annotator.Status
 Kind = Trial.Kind
 MAIN_KINDS = (Kind.REGULAR, Kind.ATTENTION)
 _sysrandom = secrets.SystemRandom()
 
+# Pick the least-covered item this annotator has not seen, skipping items other transactions
+# hold, take one of its slots, and return what the trial needs: one statement, one round trip.
 _PICK_ITEM_SQL = """
-SELECT ci.id, ci.prompt_id, ci.render_a_id, ci.render_b_id
-FROM studyapp_comparisonitem ci
-WHERE ci.round_id = %s
-  AND ci.assigned < ci.target_votes
-  AND NOT EXISTS (SELECT 1 FROM studyapp_trial t WHERE t.annotator_id = %s AND t.item_id = ci.id)
-ORDER BY ci.assigned, random()
-LIMIT 1
-FOR UPDATE OF ci {skip}
+WITH pick AS (
+    SELECT ci.id, ci.prompt_id, ci.render_a_id, ci.render_b_id
+    FROM studyapp_comparisonitem ci
+    WHERE ci.round_id = %s
+      AND ci.assigned < ci.target_votes
+      AND ci.id <> ALL(%s)
+    ORDER BY ci.assigned, random()
+    LIMIT 1
+    FOR UPDATE OF ci {skip}
+), taken AS (
+    UPDATE studyapp_comparisonitem ci SET assigned = ci.assigned + 1 FROM pick WHERE ci.id = pick.id RETURNING ci.id
+)
+SELECT pick.id, pick.prompt_id, pick.render_a_id, pick.render_b_id, p.text
+FROM pick JOIN taken ON taken.id = pick.id JOIN studyapp_prompt p ON p.id = pick.prompt_id
+"""
+
+# One annotator's position in the flow, in one aggregate (not one row per trial answered).
+# "Live" trials are answered or leased; voided ones (both NULL) only count as seen items.
+_STATE_SQL = """
+SELECT coalesce(max(position), 0),
+       count(*) FILTER (WHERE kind <> 'practice' AND (answered_at IS NOT NULL OR lease_expires_at IS NOT NULL)),
+       count(*) FILTER (WHERE kind = 'practice' AND (answered_at IS NOT NULL OR lease_expires_at IS NOT NULL)),
+       coalesce(array_agg(item_id) FILTER (WHERE item_id IS NOT NULL), '{}'),
+       coalesce(array_agg(id ORDER BY position) FILTER (WHERE answered_at IS NULL AND lease_expires_at IS NOT NULL), '{}')
+FROM studyapp_trial WHERE annotator_id = %s
 """
 
 # Void expired, unanswered regular trials and give their slots back, in one statement.
@@ -84,6 +106,7 @@ class NextResult:
     trial: Trial | None
     progress: Progress | None
     status: str
+    annotator: Annotator
 
 
 def trials_reclaim_expired(*, now=None, limit: int = 200) -> int:
@@ -94,6 +117,7 @@ def trials_reclaim_expired(*, now=None, limit: int = 200) -> int:
         return sum(n for (n,) in cur.fetchall())
 
 
+@lru_cache(maxsize=4096)
 def attention_slots(*, pseudonym: str, quota: int, rate: float) -> frozenset[int]:
     """0-based main-block positions that hold attention checks for this annotator.
 
@@ -108,69 +132,91 @@ def attention_slots(*, pseudonym: str, quota: int, rate: float) -> frozenset[int
     return frozenset(random.Random(f"attention:{pseudonym}").sample(candidates, min(n, len(candidates))))
 
 
-def trial_next(*, annotator_id: int) -> NextResult:
+_sweep_lock = threading.Lock()
+_last_sweep = [0.0]
+SWEEP_EVERY_S = 1.0
+
+
+def _maybe_sweep(now) -> None:
+    """Reclaim expired leases at most once a second per process (cheap, but not free per request)."""
+    with _sweep_lock:
+        if time.monotonic() - _last_sweep[0] < SWEEP_EVERY_S:
+            return
+        _last_sweep[0] = time.monotonic()
+    trials_reclaim_expired(now=now, limit=50)
+
+
+def trial_next(*, annotator_id: int | None = None, pseudonym: str | None = None, round_token: str | None = None) -> NextResult:
     """The annotator's current trial: the open one if its lease holds, else a newly allocated one.
 
-    Raises ``AnnotateError`` when the round is not open or the annotator has not passed the
+    The annotator is given by id, or by pseudonym and round token (the cookie). Raises
+    ``AnnotateError`` when the round is not open or the annotator has not passed the
     comprehension check yet. Completes the annotator when the quota is reached or no item is left.
     """
     now = timezone.now()
-    trials_reclaim_expired(now=now, limit=50)
+    # In its own transaction: the sweep locks other annotators' trials and items, and must not
+    # hold them while waiting for this annotator's row (lock order: annotator -> trial -> item).
+    _maybe_sweep(now)
     with transaction.atomic():
-        ann = Annotator.objects.select_for_update(of=("self",)).select_related("round").get(pk=annotator_id)
-        round_check_open(ann.round)
-        if ann.status in (Status.COMPLETED, Status.SCREENED_OUT):
-            return NextResult(None, None, ann.status)
-        if ann.status in (Status.NEW, Status.CONSENTED):
-            raise AnnotateError(
-                "Please read the instructions and answer the short check first.", code="not_started", status=409
-            )
-        cfg = config_of(ann.round)
-        rows = list(
-            Trial.objects.filter(annotator=ann)
-            .order_by("position")
-            .values("id", "kind", "item_id", "position", "lease_expires_at", "answered_at")
+        ann = annotator_lock(annotator_id=annotator_id, pseudonym=pseudonym, round_token=round_token)
+        result = _next_locked(ann, now)
+    return NextResult(result[0], result[1], ann.status, ann)
+
+
+def _next_locked(ann: Annotator, now) -> tuple[Trial | None, Progress | None]:
+    round_check_open(ann.round)
+    if ann.status in (Status.COMPLETED, Status.SCREENED_OUT):
+        return None, None
+    if ann.status in (Status.NEW, Status.CONSENTED):
+        raise AnnotateError(
+            "Please read the instructions and answer the short check first.", code="not_started", status=409
         )
-        live = [r for r in rows if r["answered_at"] is not None or r["lease_expires_at"] is not None]
-        open_rows = [r for r in live if r["answered_at"] is None]
-        next_position = (rows[-1]["position"] + 1) if rows else 1
+    cfg = config_of(ann.round)
+    with connection.cursor() as cur:
+        cur.execute(_STATE_SQL, [ann.pk])
+        max_position, main_live, practice_live, seen, open_ids = cur.fetchone()
+    open_rows = (
+        list(Trial.objects.filter(pk__in=open_ids).order_by("position").values("id", "kind", "item_id", "lease_expires_at"))
+        if open_ids
+        else []
+    )
+    next_position = max_position + 1
 
-        if ann.status == Status.PRACTICE:
-            practice = [r for r in live if r["kind"] == Kind.PRACTICE]
-            progress = Progress("practice", len(practice) + (0 if open_rows else 1), cfg.practice_trials)
-            if open_rows:
-                return NextResult(_load(open_rows[0]["id"]), progress, ann.status)
-            if len(practice) < cfg.practice_trials:
-                criterion = (Criterion.REALISM, Criterion.ALIGNMENT)[len(practice) % 2]
-                trial = _create_gold_trial(ann, kind=Kind.PRACTICE, criterion=criterion, position=next_position, now=now, cfg=cfg)
-                return NextResult(trial, progress, ann.status)
-            ann.status = Status.ACTIVE  # practice finished (normally set when the last one is answered)
-            ann.save(update_fields=["status"])
+    if ann.status == Status.PRACTICE:
+        progress = Progress("practice", practice_live + (0 if open_rows else 1), cfg.practice_trials)
+        if open_rows:
+            return _load(open_rows[0]["id"]), progress
+        if practice_live < cfg.practice_trials:
+            criterion = (Criterion.REALISM, Criterion.ALIGNMENT)[practice_live % 2]
+            trial = _create_gold_trial(ann, kind=Kind.PRACTICE, criterion=criterion, position=next_position, now=now, cfg=cfg)
+            return trial, progress
+        ann.status = Status.ACTIVE  # practice finished (normally set when the last one is answered)
+        ann.save(update_fields=["status"])
 
-        main = [r for r in live if r["kind"] in MAIN_KINDS]
-        for r in open_rows:
-            if r["kind"] == Kind.REGULAR and r["lease_expires_at"] <= now:
-                _void(r["id"], r["item_id"])  # the sweep may have voided it already; void either way
-                main.remove(r)
-                continue
-            if r["kind"] in MAIN_KINDS:
-                return NextResult(_load(r["id"]), Progress("main", len(main), cfg.trials_per_annotator), ann.status)
+    main = main_live
+    for r in open_rows:
+        if r["kind"] == Kind.REGULAR and r["lease_expires_at"] <= now:
+            _void(r["id"], r["item_id"])  # the sweep may have voided it already; void either way
+            main -= 1
+            continue
+        if r["kind"] in MAIN_KINDS:
+            return _load(r["id"]), Progress("main", main, cfg.trials_per_annotator)
 
-        k = len(main)
-        if k >= cfg.trials_per_annotator:
-            annotator_complete(ann)
-            return NextResult(None, None, ann.status)
-        progress = Progress("main", k + 1, cfg.trials_per_annotator)
-        slots = attention_slots(pseudonym=ann.pseudonym, quota=cfg.trials_per_annotator, rate=cfg.attention_check_rate)
-        if k in slots:
-            criterion = _sysrandom.choice((Criterion.REALISM, Criterion.ALIGNMENT))
-            trial = _create_gold_trial(ann, kind=Kind.ATTENTION, criterion=criterion, position=next_position, now=now, cfg=cfg)
-            return NextResult(trial, progress, ann.status)
-        trial = _allocate_regular(ann, position=next_position, now=now, cfg=cfg)
-        if trial is None:
-            annotator_complete(ann)  # every item has its votes (or this annotator has seen the rest)
-            return NextResult(None, None, ann.status)
-        return NextResult(trial, progress, ann.status)
+    k = main
+    if k >= cfg.trials_per_annotator:
+        annotator_complete(ann)
+        return None, None
+    progress = Progress("main", k + 1, cfg.trials_per_annotator)
+    slots = attention_slots(pseudonym=ann.pseudonym, quota=cfg.trials_per_annotator, rate=cfg.attention_check_rate)
+    if k in slots:
+        criterion = _sysrandom.choice((Criterion.REALISM, Criterion.ALIGNMENT))
+        trial = _create_gold_trial(ann, kind=Kind.ATTENTION, criterion=criterion, position=next_position, now=now, cfg=cfg)
+        return trial, progress
+    trial = _allocate_regular(ann, position=next_position, now=now, cfg=cfg, seen=seen)
+    if trial is None:
+        annotator_complete(ann)  # every item has its votes (or this annotator has seen the rest)
+        return None, None
+    return trial, progress
 
 
 def _load(trial_id: int) -> Trial:
@@ -187,19 +233,22 @@ def _void(trial_id: int, item_id: int) -> bool:
     return bool(n)
 
 
-def _allocate_regular(ann: Annotator, *, position: int, now, cfg) -> Trial | None:
+def _allocate_regular(ann: Annotator, *, position: int, now, cfg, seen: list[int]) -> Trial | None:
+    # ``seen``: every item this annotator has a trial of (answered, open or voided), read under
+    # the annotator's row lock, so no concurrent request of theirs can add one meanwhile; the
+    # unique (annotator, item) constraint backs it up. A plain array keeps the plan simple (an
+    # anti-join's plan depends on table statistics that a fresh round does not have yet).
     with connection.cursor() as cur:
-        cur.execute(_PICK_ITEM_SQL.format(skip="SKIP LOCKED"), [ann.round_id, ann.pk])
+        cur.execute(_PICK_ITEM_SQL.format(skip="SKIP LOCKED"), [ann.round_id, seen])
         row = cur.fetchone()
         if row is None:
             # Every candidate may be locked by a concurrent allocation for a moment: wait for one
             # instead of telling this annotator there is no work.
-            cur.execute(_PICK_ITEM_SQL.format(skip=""), [ann.round_id, ann.pk])
+            cur.execute(_PICK_ITEM_SQL.format(skip=""), [ann.round_id, seen])
             row = cur.fetchone()
     if row is None:
         return None
-    item_id, prompt_id, render_a, render_b = row
-    ComparisonItem.objects.filter(pk=item_id).update(assigned=F("assigned") + 1)
+    item_id, prompt_id, render_a, render_b, prompt_text = row  # the slot is taken (assigned + 1)
     left, right = (render_a, render_b) if _sysrandom.random() < 0.5 else (render_b, render_a)
     trial = Trial.objects.create(
         annotator=ann,
@@ -211,7 +260,8 @@ def _allocate_regular(ann: Annotator, *, position: int, now, cfg) -> Trial | Non
         right_render_id=right,
         lease_expires_at=now + timedelta(seconds=cfg.assignment_timeout_s),
     )
-    return _load(trial.pk)
+    trial.prompt = Prompt(pk=prompt_id, text=prompt_text)  # all the page needs; saves a query
+    return trial
 
 
 def _create_gold_trial(ann: Annotator, *, kind: str, criterion: str, position: int, now, cfg) -> Trial:
@@ -222,7 +272,7 @@ def _create_gold_trial(ann: Annotator, *, kind: str, criterion: str, position: i
     first one's. Falls back to realism when the round has a single prompt.
     """
     done = Render.objects.filter(round_id=ann.round_id, status=Render.Status.DONE)
-    gold = done.order_by("?").values("id", "prompt_id").first()
+    gold = done.order_by("?").values("id", "prompt_id", "prompt__text").first()
     if gold is None:
         raise AnnotateError("This study has no images to show yet.", code="no_images", status=409)
     decoy = None
@@ -248,7 +298,8 @@ def _create_gold_trial(ann: Annotator, *, kind: str, criterion: str, position: i
         lease_expires_at=now + timedelta(seconds=cfg.assignment_timeout_s),
         **sides,
     )
-    return _load(trial.pk)
+    trial.prompt = Prompt(pk=gold["prompt_id"], text=gold["prompt__text"])
+    return trial
 
 
 def items_consistency_problems(*, round_id: int) -> list[str]:

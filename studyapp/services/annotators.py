@@ -48,6 +48,21 @@ def config_of(rnd: StudyRound) -> RoundConfig:
     return _config_for(rnd.pk, json.dumps(rnd.config, sort_keys=True))
 
 
+def annotator_lock(*, annotator_id: int | None = None, pseudonym: str | None = None, round_token: str | None = None) -> Annotator:
+    """The annotator's row, locked for this transaction (with its round), by id or by the
+    pseudonym the browser's cookie holds. Every write of an annotator's trials starts here, so
+    one annotator's concurrent requests (double clicks, two tabs) take turns."""
+    qs = Annotator.objects.select_for_update(of=("self",)).select_related("round")
+    try:
+        if annotator_id is not None:
+            return qs.get(pk=annotator_id)
+        return qs.get(pseudonym=pseudonym, round__token=round_token)
+    except Annotator.DoesNotExist:
+        raise AnnotateError(
+            "Your session was not found. Please open the study link again.", code="no_annotator", status=403
+        ) from None
+
+
 def round_check_open(rnd: StudyRound) -> None:
     """Refuse politely unless the round takes annotators."""
     if rnd.status == StudyRound.Status.OPEN:

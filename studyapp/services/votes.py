@@ -12,16 +12,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
-from studyapp.models import Annotator, Choice, ComparisonItem, Criterion, Trial, Vote
+from studyapp.models import Annotator, Choice, Criterion, Trial, Vote
 from studyapp.services.annotators import (
     AnnotateError,
     annotator_complete,
+    annotator_lock,
     annotator_update_qc,
     config_of,
     round_check_open,
@@ -92,14 +92,66 @@ def parse_position(raw) -> int:
     return pos
 
 
-def _winner(trial: Trial, choice: str) -> str:
+@dataclass
+class _TrialRow:
+    """What answering needs of a trial, read under its row lock in one query."""
+
+    pk: int
+    item_id: int | None
+    kind: str
+    position: int
+    check_criterion: str
+    expected_side: str
+    served_at: datetime
+    lease_expires_at: datetime | None
+    answered_at: datetime | None
+    left_objective: str
+    right_objective: str
+    main_done: int  # the annotator's answered regular + attention trials
+    practice_done: int
+
+
+_TRIAL_SQL = """
+SELECT t.id, t.item_id, t.kind, t.position, t.check_criterion, t.expected_side, t.served_at, t.lease_expires_at,
+       t.answered_at, lr.objective, rr.objective,
+       (SELECT count(*) FROM studyapp_trial a WHERE a.annotator_id = t.annotator_id AND a.answered_at IS NOT NULL
+          AND a.kind <> 'practice'),
+       (SELECT count(*) FROM studyapp_trial a WHERE a.annotator_id = t.annotator_id AND a.answered_at IS NOT NULL
+          AND a.kind = 'practice')
+FROM studyapp_trial t
+JOIN studyapp_render lr ON lr.id = t.left_render_id
+JOIN studyapp_render rr ON rr.id = t.right_render_id
+WHERE t.annotator_id = %s AND t.position = %s
+FOR UPDATE OF t
+"""
+
+_INSERT_VOTES_SQL = """
+INSERT INTO studyapp_vote (trial_id, criterion, choice, winner, response_ms, created_at)
+VALUES (%s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s)
+"""
+
+
+def _trial_locked(*, annotator_id: int, position: int) -> _TrialRow | None:
+    with connection.cursor() as cur:
+        cur.execute(_TRIAL_SQL, [annotator_id, position])
+        row = cur.fetchone()
+    return _TrialRow(*row) if row else None
+
+
+_MARK_ANSWERED_SQL = """
+WITH t AS (UPDATE studyapp_trial SET answered_at = %s WHERE id = %s RETURNING item_id)
+UPDATE studyapp_comparisonitem i SET completed = i.completed + 1 FROM t WHERE i.id = t.item_id
+"""
+
+
+def _winner(trial: _TrialRow, choice: str) -> str:
+    """The objective on the chosen side, from the stored sides; "tie" for can't decide."""
     if choice == Choice.TIE:
         return "tie"
-    render = trial.left_render if choice == Choice.LEFT else trial.right_render
-    return render.objective
+    return trial.left_objective if choice == Choice.LEFT else trial.right_objective
 
 
-def _feedback(trial: Trial, answer: Answer) -> dict | None:
+def _feedback(trial: _TrialRow, answer: Answer) -> dict | None:
     if trial.kind != Kind.PRACTICE or not trial.check_criterion:
         return None
     crit, side = trial.check_criterion, trial.expected_side
@@ -119,17 +171,15 @@ def _feedback(trial: Trial, answer: Answer) -> dict | None:
 
 
 @transaction.atomic
-def trial_answer(*, annotator_id: int, position: int, answer: Answer, now=None) -> AnswerResult:
-    """Record ``answer`` for the annotator's trial at ``position``; see the module docstring."""
+def trial_answer(*, annotator_id: int | None = None, pseudonym: str | None = None, round_token: str | None = None,
+                 position: int, answer: Answer, now=None) -> AnswerResult:
+    """Record ``answer`` for the annotator's trial at ``position``; see the module docstring.
+
+    The annotator is given by id, or by pseudonym and round token (the cookie)."""
     now = now or timezone.now()
-    ann = Annotator.objects.select_for_update(of=("self",)).select_related("round").get(pk=annotator_id)
+    ann = annotator_lock(annotator_id=annotator_id, pseudonym=pseudonym, round_token=round_token)
     round_check_open(ann.round)
-    trial = (
-        Trial.objects.select_for_update(of=("self",))
-        .select_related("left_render", "right_render")
-        .filter(annotator=ann, position=position)
-        .first()
-    )
+    trial = _trial_locked(annotator_id=ann.pk, position=position)
     if trial is None:
         raise AnnotateError("This answer is for a trial you were not shown. Please reload the page.", code="no_such_trial", status=404)
 
@@ -143,39 +193,34 @@ def trial_answer(*, annotator_id: int, position: int, answer: Answer, now=None) 
     if min_view and (now - trial.served_at) < timedelta(milliseconds=min_view - MIN_VIEW_SLACK_MS):
         raise AnnotateError("Please look at both images a little longer before answering.", code="too_fast", status=400)
 
-    server_ms = min(int((now - trial.served_at).total_seconds() * 1000), MAX_RESPONSE_MS)
-    Vote.objects.bulk_create(
-        Vote(
-            trial=trial,
-            criterion=c,
-            choice=answer.choices[c],
-            winner=_winner(trial, answer.choices[c]),
-            response_ms=answer.response_ms[c] if answer.response_ms[c] is not None else max(server_ms, 0),
-        )
-        for c in CRITERIA
-    )
+    server_ms = max(0, min(int((now - trial.served_at).total_seconds() * 1000), MAX_RESPONSE_MS))
+    rows = []
+    for c in CRITERIA:
+        ms = answer.response_ms[c]
+        rows += [trial.pk, c, answer.choices[c], _winner(trial, answer.choices[c]), server_ms if ms is None else ms, now]
+    with connection.cursor() as cur:
+        # Both votes in one statement; the unique (trial, criterion) constraint backs the row lock.
+        cur.execute(_INSERT_VOTES_SQL, rows)
+    # The trial and its item's ``completed`` counter move together, in one statement.
+    with connection.cursor() as cur:
+        cur.execute(_MARK_ANSWERED_SQL, [now, trial.pk])
     trial.answered_at = now
-    trial.save(update_fields=["answered_at"])
-    if trial.item_id is not None:
-        ComparisonItem.objects.filter(pk=trial.item_id).update(completed=F("completed") + 1)
 
     cfg = config_of(ann.round)
     if trial.kind == Kind.PRACTICE:
-        done = Trial.objects.filter(annotator=ann, kind=Kind.PRACTICE, answered_at__isnull=False).count()
-        if done >= cfg.practice_trials and ann.status == Status.PRACTICE:
+        if trial.practice_done + 1 >= cfg.practice_trials and ann.status == Status.PRACTICE:
             ann.status = Status.ACTIVE
             ann.save(update_fields=["status"])
     else:
         if trial.kind == Kind.ATTENTION:
             annotator_update_qc(ann)
-        answered = Trial.objects.filter(annotator=ann, kind__in=(Kind.REGULAR, Kind.ATTENTION), answered_at__isnull=False).count()
-        if answered >= cfg.trials_per_annotator:
+        if trial.main_done + 1 >= cfg.trials_per_annotator:
             annotator_complete(ann)
     return AnswerResult("recorded", trial.position, trial.kind, _feedback(trial, answer), ann.status)
 
 
-def _answer_again(ann: Annotator, trial: Trial, answer: Answer, now) -> AnswerResult:
-    votes = {v.criterion: v for v in Vote.objects.select_for_update().filter(trial=trial)}
+def _answer_again(ann: Annotator, trial: _TrialRow, answer: Answer, now) -> AnswerResult:
+    votes = {v.criterion: v for v in Vote.objects.select_for_update().filter(trial_id=trial.pk)}
     if all(votes.get(c) is not None and votes[c].choice == answer.choices[c] for c in CRITERIA):
         return AnswerResult("unchanged", trial.position, trial.kind, _feedback(trial, answer), ann.status)
     undo_refusal = undo_refusal_reason(ann, trial, now)

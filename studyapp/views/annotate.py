@@ -56,8 +56,13 @@ def _salt(token: str) -> str:
     return f"studyapp.annotate:{token}"
 
 
+def _pseudonym(request, token: str) -> str | None:
+    """The annotator's pseudonym from the signed cookie (no database access); None if absent or forged."""
+    return request.get_signed_cookie(COOKIE, default=None, salt=_salt(token), max_age=COOKIE_MAX_AGE) or None
+
+
 def _annotator(request, token: str) -> Annotator | None:
-    pseudonym = request.get_signed_cookie(COOKIE, default=None, salt=_salt(token), max_age=COOKIE_MAX_AGE)
+    pseudonym = _pseudonym(request, token)
     if not pseudonym:
         return None
     return Annotator.objects.select_related("round").filter(pseudonym=pseudonym, round__token=token).first()
@@ -265,38 +270,38 @@ def done(request, token: str):
 
 @require_GET
 def api_next(request, token: str):
-    ann = _annotator(request, token)
-    if ann is None:
+    pseudonym = _pseudonym(request, token)
+    if pseudonym is None:
         return _no_annotator_json()
     try:
-        nxt = allocation.trial_next(annotator_id=ann.pk)
+        nxt = allocation.trial_next(pseudonym=pseudonym, round_token=token)
     except AnnotateError as exc:
         return _json_error(exc)
-    return _json(_next_json(token, ann, nxt))
+    return _json(_next_json(token, nxt))
 
 
-def _next_json(token: str, ann: Annotator, nxt: allocation.NextResult) -> dict:
+def _next_json(token: str, nxt: allocation.NextResult) -> dict:
     if nxt.trial is None:
         return {"ok": True, "trial": None, "done_url": reverse("annotate:done", args=[token])}
-    return {"ok": True, "trial": _trial_payload(token, ann, nxt)}
+    return {"ok": True, "trial": _trial_payload(token, nxt.annotator, nxt)}
 
 
 @require_POST
 def api_answer(request, token: str):
     """Answer both questions of one trial. ``?next=1`` adds the following trial to the reply."""
-    ann = _annotator(request, token)
-    if ann is None:
+    pseudonym = _pseudonym(request, token)
+    if pseudonym is None:
         return _no_annotator_json()
     try:
         position = votes.parse_position(request.POST.get("position"))
         answer = votes.answer_parse(request.POST)
-        result = votes.trial_answer(annotator_id=ann.pk, position=position, answer=answer)
+        result = votes.trial_answer(pseudonym=pseudonym, round_token=token, position=position, answer=answer)
     except AnnotateError as exc:
         return _json_error(exc)
     payload = {"ok": True, "outcome": result.outcome, "position": result.position, "feedback": result.feedback}
     if request.GET.get("next") == "1":
         try:
-            payload.update(_next_json(token, ann, allocation.trial_next(annotator_id=ann.pk)))
+            payload.update(_next_json(token, allocation.trial_next(pseudonym=pseudonym, round_token=token)))
         except AnnotateError as exc:
             payload.update(trial=None, next_error=exc.message)
     return _json(payload)
