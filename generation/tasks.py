@@ -65,6 +65,9 @@ class RenderTask(DjangoTask):
     name="generation.tasks.render_chunk",
     acks_late=True,
     reject_on_worker_lost=True,
+    # Past the hard time limit the pool process is killed: give the message back (like a lost
+    # worker), so the renders are reclaimed and, after RENDER_MAX_ATTEMPTS, fail with a message.
+    acks_on_timeout=False,
     ignore_result=True,
     max_retries=MAX_RETRIES,
 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count
 
 from studyapp.models import Render, StudyRound
-from studyapp.services.renders import spec_is_tiny
+from studyapp.services.renders import renders_held, spec_is_tiny
 
 RS = Render.Status
 TINY_LABEL = "tiny random weights — images are noise-like, for trying the workflow only"
@@ -23,6 +23,7 @@ class RenderProgress:
     queued: int
     running: int
     cancelled: int
+    stalled: int = 0  # running, but no live worker holds them (a worker died; reclaimed on re-delivery)
     failures: list[dict] = field(default_factory=list)
 
     @property
@@ -37,7 +38,7 @@ class RenderProgress:
         return {
             "round_status": self.round_status, "total": self.total, "done": self.done, "failed": self.failed,
             "pending": self.pending, "queued": self.queued, "running": self.running, "cancelled": self.cancelled,
-            "active": self.active, "percent": self.percent, "failures": self.failures,
+            "stalled": self.stalled, "active": self.active, "percent": self.percent, "failures": self.failures,
         }
 
 
@@ -50,10 +51,14 @@ def render_progress(rnd: StudyRound, *, max_failures: int = 50) -> RenderProgres
         for r in Render.objects.filter(round=rnd, status=RS.FAILED).select_related("prompt").order_by("pk")[:max_failures]
     ]
     done, failed = counts.get(RS.DONE, 0), counts.get(RS.FAILED, 0)
+    stalled = 0
+    if counts.get(RS.RUNNING):
+        running = list(Render.objects.filter(round=rnd, status=RS.RUNNING).values_list("pk", flat=True))
+        stalled = len(running) - len(renders_held(running))
     return RenderProgress(
         round_status=rnd.status, total=total, done=done, failed=failed, pending=total - done - failed,
         queued=counts.get(RS.QUEUED, 0) + counts.get(RS.PENDING, 0), running=counts.get(RS.RUNNING, 0),
-        cancelled=counts.get(RS.CANCELLED, 0), failures=failures,
+        cancelled=counts.get(RS.CANCELLED, 0), stalled=stalled, failures=failures,
     )
 
 

@@ -30,6 +30,8 @@
     set("render-queued", p.queued);
     set("render-running", p.running);
     set("render-cancelled", p.cancelled);
+    set("render-stalled", p.stalled);
+    document.getElementById("render-stalled-box").hidden = !p.stalled;
     document.getElementById("render-bar").style.width = p.percent + "%";
     var body = document.getElementById("render-failures-body");
     body.textContent = "";

@@ -114,10 +114,22 @@ def _unlock(render_id: int) -> None:
 
 def render_is_being_rendered(render_id: int) -> bool:
     """True while some live connection holds the render's advisory lock."""
-    if _try_lock(render_id):
-        _unlock(render_id)
-        return False
-    return True
+    return render_id in renders_held([render_id])
+
+
+def renders_held(render_ids: Iterable[int]) -> set[int]:
+    """The renders of ``render_ids`` whose advisory lock some session holds now (one query)."""
+    ids = [int(i) for i in render_ids]
+    if not ids:
+        return set()
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND classid::bigint = %s AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [_LOCK_NAMESPACE],
+        )
+        held = {row[0] for row in cur.fetchall()}
+    return held & set(ids)
 
 
 def render_locks_release(render_ids: Iterable[int]) -> None:
@@ -192,8 +204,14 @@ def _locked_round(round_id: int) -> StudyRound:
 
 
 def _orphaned(renders: Iterable[Render]) -> list[Render]:
-    """Running renders whose worker is gone (no connection holds their lock)."""
-    return [r for r in renders if not render_is_being_rendered(r.pk)]
+    """Running renders whose worker is gone (no connection holds their lock).
+
+    Read from ``pg_locks`` rather than by trying the lock, so a launch never makes a worker's
+    claim skip a render.
+    """
+    renders = list(renders)
+    held = renders_held(r.pk for r in renders)
+    return [r for r in renders if r.pk not in held]
 
 
 def _enqueue(rnd: StudyRound, renders: list[Render], dispatch: Dispatch | None, *, reset_attempts: bool = False) -> LaunchResult:

@@ -193,6 +193,11 @@ def test_killed_worker_mid_task_then_a_new_worker_completes_the_round(workers, c
     time.sleep(1)
     assert set(running) <= set(Render.objects.filter(round=tiny_round, status=Render.Status.RUNNING).values_list("pk", flat=True))
     assert not round_ready(tiny_round)
+    # The round page sees them as stalled once PostgreSQL has ended the dead worker's session.
+    from studyapp.selectors_renders import render_progress
+
+    wait_for(lambda: render_progress(tiny_round).stalled == len(running), timeout=10, what="stalled renders",
+             workers=workers)
 
     # Redis gives the unacknowledged message back once its visibility timeout has passed; a worker
     # restores such messages when it starts.

@@ -180,17 +180,19 @@ def test_corrupt_checkpoint_fails_with_its_message_on_the_round_page(cmd, round_
         cmd("render_round", str(rnd.pk))
     failed = list(rnd.renders.all())
     assert {r.status for r in failed} == {Render.Status.FAILED}
-    assert all("256x256_diffusion_uncond.pt could not be read" in r.error for r in failed)
+    # the core's message: which file, and how to check it
+    assert all(r.error.startswith("checkpoint problem: checkpoint ") and "256x256_diffusion_uncond.pt" in r.error
+               and "verify-weights" in r.error for r in failed)
     assert not render_files_listed()
     page = staff_client.get(f"/research/rounds/{rnd.pk}/").content.decode()
-    assert "could not be read" in page and "Retry failed" in page
+    assert "python -m generation verify-weights" in page and "Retry failed" in page
     progress = staff_client.get(f"/research/rounds/{rnd.pk}/rendering.json").json()
-    assert progress["failed"] == 2 and "could not be read" in progress["failures"][0]["error"]
+    assert progress["failed"] == 2 and "verify-weights" in progress["failures"][0]["error"]
 
     # Not fixed yet: retrying fails again, with the same message, and leaves no file behind.
     with pytest.raises(CommandError):
         cmd("render_round", str(rnd.pk), "--retry-failed")
-    assert all("could not be read" in r.error for r in rnd.renders.all()) and not render_files_listed()
+    assert all("verify-weights" in r.error for r in rnd.renders.all()) and not render_files_listed()
 
 
 @pytest.mark.django_db(transaction=True)  # the page renders in a thread: it must see committed rows
@@ -227,7 +229,7 @@ def test_demo_prepares_an_open_round_with_a_login_and_labels_tiny_weights(cmd, s
     settings.WEIGHTS_DIR = tmp_path / "no-weights"
     settings.RENDER_DEVICE = "cpu"
     settings.CELERY_BROKER_URL = None
-    cmd("demo", "--no-server", "--prompts", "1")
+    cmd("demo", "--no-server", "--prompts", "1", "--tiny")
     out = capsys.readouterr().out
     rnd = StudyRound.objects.get(name__startswith="Demo")
     assert rnd.status == StudyRound.Status.OPEN and rnd.renders.filter(status=Render.Status.DONE).count() == 4
@@ -239,7 +241,7 @@ def test_demo_prepares_an_open_round_with_a_login_and_labels_tiny_weights(cmd, s
     gallery = client.get(f"/research/rounds/{rnd.pk}/gallery/").content.decode()
     assert "Tiny random weights" in gallery and "SHIFT" in gallery and "ITC 0." in gallery
     # a second run reuses the login and the round, renders nothing, prints no password
-    cmd("demo", "--no-server", "--prompts", "1")
+    cmd("demo", "--no-server", "--prompts", "1", "--tiny")
     out = capsys.readouterr().out
     assert "password '" not in out and f"existing demo round #{rnd.pk} (open)" in out
     assert StudyRound.objects.filter(name__startswith="Demo").count() == 1

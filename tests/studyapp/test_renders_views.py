@@ -40,7 +40,7 @@ def test_progress_json_is_staff_only(rnd, client, django_user_model):
 def test_progress_json_counts(rnd, staff_client):
     data = staff_client.get(f"/research/rounds/{rnd.pk}/rendering.json").json()
     assert data == {"round_status": "draft", "total": 2, "done": 0, "failed": 0, "pending": 2, "queued": 2,
-                    "running": 0, "cancelled": 0, "active": False, "percent": 0, "failures": []}
+                    "running": 0, "cancelled": 0, "stalled": 0, "active": False, "percent": 0, "failures": []}
     assert staff_client.get("/research/rounds/999999/rendering.json").status_code == 404
 
 
@@ -145,3 +145,22 @@ def test_cuda_out_of_memory_with_one_image_fails_with_a_message(rnd, monkeypatch
     errors = set(rnd.renders.values_list("status", "error"))
     assert len(errors) == 1 and next(iter(errors))[0] == "failed"
     assert "CUDA out of memory with a batch of one image" in next(iter(errors))[1]
+
+
+def test_running_render_without_a_live_worker_shows_as_stalled(rnd, staff_client, django_capture_on_commit_callbacks):
+    sent = []
+    with django_capture_on_commit_callbacks(execute=True):
+        svc.renders_launch(round_id=rnd.pk, dispatch=sent.extend)
+    unit = sent[0]
+    (claim,) = svc.render_claim(render_ids=list(unit.render_ids), objective=unit.objective)
+    url = f"/research/rounds/{rnd.pk}/rendering.json"
+    data = staff_client.get(url).json()
+    assert data["running"] == 1 and data["stalled"] == 0 and data["active"]  # held: a live worker
+    svc.render_locks_release([claim.render_id])  # the worker "dies"
+    data = staff_client.get(url).json()
+    assert data["running"] == 1 and data["stalled"] == 1
+    assert "have no live worker" in staff_client.get(f"/research/rounds/{rnd.pk}/").content.decode()
+    # resending reclaims it at once
+    with django_capture_on_commit_callbacks(execute=True):
+        result = svc.renders_launch(round_id=rnd.pk, dispatch=sent.extend)
+    assert result.enqueued == 2 and staff_client.get(url).json()["stalled"] == 0
