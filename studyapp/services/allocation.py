@@ -4,7 +4,9 @@
   least-covered first: ``SELECT ... FOR UPDATE SKIP LOCKED`` on items with
   ``assigned < target_votes`` that this annotator has not seen, ordered by ``assigned`` then
   ``random()``. Concurrent annotators never wait on each other's item and never take the same
-  last slot twice.
+  last slot twice. When every candidate is held by a concurrent allocation for a moment, the
+  pick is retried briefly (never a blocking ``FOR UPDATE`` in random order: two of those can
+  deadlock, since a row that fails the re-check stays locked).
 - ``ComparisonItem.assigned`` counts the item's *live* regular trials (answered, or unanswered
   with a lease); ``completed`` counts the answered ones. Both move only in the same transaction
   as the trial row they count, under the item's row lock.
@@ -18,8 +20,10 @@
   random pseudonym. Practice trials (kind ``practice``) are known-answer trials too, shown first
   with feedback.
 
-Lock order, everywhere: annotator row -> trial rows -> item rows. The reclaim sweep starts at
-trial rows and skips locked ones, so no path waits in a cycle.
+Lock order, everywhere: annotator row -> trial rows -> item rows, and a transaction waits for
+at most one item row, except the reclaim sweep, which takes trial rows with SKIP LOCKED and then
+waits for its items in id order. So no path waits in a cycle. The concurrency tests
+(tests/studyapp/test_allocation_concurrency.py) found both deadlocks this rules out.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import random
 import secrets
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import timedelta
@@ -55,7 +60,7 @@ WITH pick AS (
       AND ci.id <> ALL(%s)
     ORDER BY ci.assigned, random()
     LIMIT 1
-    FOR UPDATE OF ci {skip}
+    FOR UPDATE OF ci SKIP LOCKED
 ), taken AS (
     UPDATE studyapp_comparisonitem ci SET assigned = ci.assigned + 1 FROM pick WHERE ci.id = pick.id RETURNING ci.id
 )
@@ -63,8 +68,13 @@ SELECT pick.id, pick.prompt_id, pick.render_a_id, pick.render_b_id, p.text
 FROM pick JOIN taken ON taken.id = pick.id JOIN studyapp_prompt p ON p.id = pick.prompt_id
 """
 
-# One annotator's position in the flow, in one aggregate (not one row per trial answered).
-# "Live" trials are answered or leased; voided ones (both NULL) only count as seen items.
+_ANY_CANDIDATE_SQL = """
+SELECT EXISTS (SELECT 1 FROM studyapp_comparisonitem ci
+               WHERE ci.round_id = %s AND ci.assigned < ci.target_votes AND ci.id <> ALL(%s))
+"""
+
+# One annotator's position in the flow, as aggregates over their trials (not one row per trial
+# answered). "Live" trials are answered or leased; voided ones (both NULL) only count as seen items.
 _STATE_SQL = """
 SELECT coalesce(max(position), 0),
        count(*) FILTER (WHERE kind <> 'practice' AND (answered_at IS NOT NULL OR lease_expires_at IS NOT NULL)),
@@ -74,22 +84,26 @@ SELECT coalesce(max(position), 0),
 FROM studyapp_trial WHERE annotator_id = %s
 """
 
-# Void expired, unanswered regular trials and give their slots back, in one statement.
-_RECLAIM_SQL = """
-WITH expired AS (
-    SELECT t.id, t.item_id FROM studyapp_trial t
-    WHERE t.answered_at IS NULL AND t.lease_expires_at < %s AND t.item_id IS NOT NULL
-    ORDER BY t.lease_expires_at
-    LIMIT %s
-    FOR UPDATE OF t SKIP LOCKED
-), voided AS (
-    UPDATE studyapp_trial t SET lease_expires_at = NULL FROM expired e WHERE t.id = e.id RETURNING e.item_id
-), per_item AS (
-    SELECT item_id, count(*) AS n FROM voided GROUP BY item_id
-)
-UPDATE studyapp_comparisonitem i SET assigned = i.assigned - p.n FROM per_item p WHERE i.id = p.item_id
-RETURNING p.n
+# Reclaim, in three steps in one transaction: take expired unanswered regular trials (skipping
+# any another transaction holds), lock their items in id order (two sweeps never wait on each
+# other in a cycle), then void the trials and give the slots back.
+_EXPIRED_SQL = """
+SELECT t.id, t.item_id FROM studyapp_trial t
+WHERE t.answered_at IS NULL AND t.lease_expires_at < %s AND t.item_id IS NOT NULL
+ORDER BY t.lease_expires_at
+LIMIT %s
+FOR UPDATE OF t SKIP LOCKED
 """
+_LOCK_ITEMS_SQL = "SELECT id FROM studyapp_comparisonitem WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+_VOID_SQL = "UPDATE studyapp_trial SET lease_expires_at = NULL WHERE id = ANY(%s)"
+_GIVE_BACK_SQL = """
+UPDATE studyapp_comparisonitem i SET assigned = i.assigned - v.n
+FROM unnest(%s::bigint[], %s::int[]) AS v(item_id, n) WHERE i.id = v.item_id
+"""
+# How long an allocation waits, in total, when every candidate item is held by concurrent
+# allocations for a moment (SKIP LOCKED found none, yet some exist).
+PICK_RETRIES = 40
+PICK_RETRY_S = 0.025
 
 
 @dataclass(frozen=True)
@@ -113,8 +127,15 @@ def trials_reclaim_expired(*, now=None, limit: int = 200) -> int:
     """Void up to ``limit`` expired regular trials (any round); return how many slots came back."""
     now = now or timezone.now()
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(_RECLAIM_SQL, [now, limit])
-        return sum(n for (n,) in cur.fetchall())
+        cur.execute(_EXPIRED_SQL, [now, limit])
+        expired = cur.fetchall()
+        if not expired:
+            return 0
+        per_item = Counter(item_id for _id, item_id in expired)
+        cur.execute(_LOCK_ITEMS_SQL, [sorted(per_item)])
+        cur.execute(_VOID_SQL, [[trial_id for trial_id, _item in expired]])
+        cur.execute(_GIVE_BACK_SQL, [list(per_item), list(per_item.values())])
+        return len(expired)
 
 
 @lru_cache(maxsize=4096)
@@ -172,6 +193,10 @@ def _next_locked(ann: Annotator, now) -> tuple[Trial | None, Progress | None]:
             "Please read the instructions and answer the short check first.", code="not_started", status=409
         )
     cfg = config_of(ann.round)
+    # A statement of its own, after the lock: in READ COMMITTED each statement sees what was
+    # committed before it started, so this sees every trial a previous request of this
+    # annotator committed while we waited for the lock (a subquery of the locking statement
+    # would not: its snapshot predates the wait).
     with connection.cursor() as cur:
         cur.execute(_STATE_SQL, [ann.pk])
         max_position, main_live, practice_live, seen, open_ids = cur.fetchone()
@@ -239,15 +264,19 @@ def _allocate_regular(ann: Annotator, *, position: int, now, cfg, seen: list[int
     # unique (annotator, item) constraint backs it up. A plain array keeps the plan simple (an
     # anti-join's plan depends on table statistics that a fresh round does not have yet).
     with connection.cursor() as cur:
-        cur.execute(_PICK_ITEM_SQL.format(skip="SKIP LOCKED"), [ann.round_id, seen])
-        row = cur.fetchone()
-        if row is None:
-            # Every candidate may be locked by a concurrent allocation for a moment: wait for one
-            # instead of telling this annotator there is no work.
-            cur.execute(_PICK_ITEM_SQL.format(skip=""), [ann.round_id, seen])
+        for _ in range(PICK_RETRIES):
+            cur.execute(_PICK_ITEM_SQL, [ann.round_id, seen])
             row = cur.fetchone()
-    if row is None:
-        return None
+            if row is not None:
+                break
+            # None free: either every candidate is held by a concurrent allocation for a moment
+            # (retry; a blocking FOR UPDATE in random order could deadlock), or there is no work.
+            cur.execute(_ANY_CANDIDATE_SQL, [ann.round_id, seen])
+            if not cur.fetchone()[0]:
+                return None
+            time.sleep(PICK_RETRY_S * (0.5 + _sysrandom.random()))
+        else:
+            return None
     item_id, prompt_id, render_a, render_b, prompt_text = row  # the slot is taken (assigned + 1)
     left, right = (render_a, render_b) if _sysrandom.random() < 0.5 else (render_b, render_a)
     trial = Trial.objects.create(

@@ -129,3 +129,23 @@ def test_double_click_on_one_annotator_is_harmless(round_config):
     assert sorted(outcomes) == ["recorded"] + ["unchanged"] * 5
     assert Vote.objects.filter(trial=t).count() == 2
     assert ComparisonItem.objects.get(pk=t.item_id).completed == 1
+
+
+def test_concurrent_sweeps_reclaim_each_expired_slot_exactly_once(round_config):
+    rnd = make_ready_round(round_config, votes_per_item=4, trials_per_annotator=20, attention_check_rate=0.0,
+                           practice_trials=0, min_view_ms=0)
+    # 12 annotators each hold one leased trial; items repeat across them.
+    anns = [make_active_annotator(rnd) for _ in range(12)]
+    held = [trial_next(annotator_id=a.pk).trial for a in anns]
+    Trial.objects.filter(pk__in=[t.pk for t in held]).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+    def body(i):
+        if i < 4:
+            return trials_reclaim_expired(limit=5)  # sweeps compete for the same expired trials
+        return _work(rnd)  # new annotators allocate (and answer) meanwhile
+
+    results = _in_threads(10, body)
+    reclaimed = sum(results[:4]) + trials_reclaim_expired()  # whatever the limited sweeps left
+    assert reclaimed == 12
+    assert items_consistency_problems(round_id=rnd.pk) == []
+    assert not Trial.objects.filter(pk__in=[t.pk for t in held], lease_expires_at__isnull=False).exists()
