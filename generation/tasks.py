@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from celery import shared_task
+from celery.signals import worker_process_init
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -59,6 +60,18 @@ class RenderTask(DjangoTask):
         return self._models
 
 
+@worker_process_init.connect
+def _import_the_core(**_kwargs) -> None:
+    """Import torch and the core when a pool process starts, outside any task's time limit.
+
+    A soft time limit that fires in the middle of ``import torch`` would leave a half-initialised
+    module behind and break every later task of that process; the first task is faster, too.
+    """
+    import torch  # noqa: F401
+
+    import generation.pipeline  # noqa: F401
+
+
 @shared_task(
     bind=True,
     base=RenderTask,
@@ -78,6 +91,7 @@ def render_chunk(self, round_id: int, objective: str, render_ids: list[int], spe
         return render_unit(
             round_id=round_id, objective=objective, render_ids=render_ids, spec=spec,
             models_for=self.models_for, final_attempt=final, worker=self.request.hostname or socket.gethostname(),
+            soft_time_limit=(self.request.timelimit or (None, None))[1] or settings.CELERY_TASK_SOFT_TIME_LIMIT,
         )
     except TRANSIENT_ERRORS as exc:
         if final:
@@ -110,6 +124,7 @@ def render_unit(
     final_attempt: bool = True,
     worker: str = "",
     on_image: Callable[[int], None] | None = None,
+    soft_time_limit: float | None = None,
 ) -> dict:
     """Claim, render, store and record one work unit. Safe to run any number of times."""
     from studyapp.models import StudyRound
@@ -174,7 +189,7 @@ def render_unit(
         _render_split(models, gspec, objective, claims, round_seed, store, fail)
     except SoftTimeLimitExceeded:
         fail_all(
-            f"the task ran past its soft time limit ({settings.CELERY_TASK_SOFT_TIME_LIMIT} s); raise "
+            f"the task ran past its soft time limit ({soft_time_limit or settings.CELERY_TASK_SOFT_TIME_LIMIT:g} s); raise "
             f"RENDER_TASK_SOFT_TIME_LIMIT / RENDER_TASK_TIME_LIMIT or lower the spec's batch_size, then retry"
         )
     except TRANSIENT_ERRORS as exc:
@@ -249,7 +264,7 @@ def enqueue_units(units) -> None:
             args=unit.args(),
             queue=settings.RENDER_QUEUE,
             time_limit=settings.CELERY_TASK_TIME_LIMIT,
-            soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+            soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT or None,
         )
 
 

@@ -182,7 +182,12 @@ RENDER_QUEUE = env("RENDER_QUEUE", "render")
 RENDER_MAX_ATTEMPTS = env_int("RENDER_MAX_ATTEMPTS", 3)
 CELERY_TASK_ROUTES = {"generation.tasks.*": {"queue": RENDER_QUEUE}}
 CELERY_TASK_TIME_LIMIT = env_int("RENDER_TASK_TIME_LIMIT", 3600)
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("RENDER_TASK_SOFT_TIME_LIMIT", 3300)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("RENDER_TASK_SOFT_TIME_LIMIT", 3300)  # 0: no soft limit
+if CELERY_TASK_TIME_LIMIT <= 0 or not 0 <= CELERY_TASK_SOFT_TIME_LIMIT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"RENDER_TASK_TIME_LIMIT={CELERY_TASK_TIME_LIMIT} and RENDER_TASK_SOFT_TIME_LIMIT={CELERY_TASK_SOFT_TIME_LIMIT}: "
+        "set a positive time limit and a soft limit below it (or 0 for none), e.g. 3600 and 3300 seconds."
+    )
 # Redis re-delivers an unacknowledged message after the visibility timeout; it must outlast
 # the longest task or a slow render would be started twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600)}

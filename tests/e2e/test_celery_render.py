@@ -207,3 +207,34 @@ def test_killed_worker_mid_task_then_a_new_worker_completes_the_round(workers, c
     renders = assert_complete_without_orphans(tiny_round)
     by_id = {r.pk: r for r in renders}
     assert all(by_id[pk].attempts == 2 for pk in running)  # reclaimed once, from the dead worker
+
+
+def test_soft_time_limit_fails_the_renders_with_a_message(workers, child_env, tiny_round, round_config):
+    # A first round warms the worker up (imports, lazy imports inside torch), as in production,
+    # where a soft limit fires while sampling, not while importing.
+    enqueue(child_env, tiny_round.pk)
+    workers.start()
+    wait_for(lambda: round_ready(tiny_round), timeout=120, what="the warm-up round", workers=workers)
+    slow = round_create(config={**round_config, "name": "slow", "prompt_limit": 2, "objectives": ["SHIFT", "ITC"],
+                                "seeds_per_prompt": 1,
+                                "generation": GenerationSpec.tiny(batch_size=2, respacing="250").to_dict()})
+    files_before = render_files_listed()
+    env = {**child_env, "RENDER_TASK_SOFT_TIME_LIMIT": "2", "RENDER_TASK_TIME_LIMIT": "60"}
+    enqueue(env, slow.pk)  # the limits travel with each message
+    wait_for(lambda: Render.objects.filter(round=slow, status=Render.Status.FAILED).count() == 4,
+             timeout=120, what="every render to fail on the soft time limit", workers=workers)
+    for r in Render.objects.filter(round=slow):
+        assert "soft time limit (2 s)" in r.error and "RENDER_TASK_SOFT_TIME_LIMIT" in r.error and r.attempts == 1
+    assert render_files_listed() == files_before
+
+
+def test_hard_time_limit_is_retried_then_fails_after_max_attempts(workers, child_env, tiny_round):
+    # The soft limit never fires: the pool process is killed at the hard limit every time.
+    child_env.update(RENDER_TASK_SOFT_TIME_LIMIT="0", RENDER_TASK_TIME_LIMIT="2", RENDER_MAX_ATTEMPTS="2")
+    enqueue(child_env, tiny_round.pk)
+    workers.start()
+    wait_for(lambda: Render.objects.filter(round=tiny_round, status=Render.Status.FAILED).count() == 4,
+             timeout=150, what="every render to fail after the hard time limit", workers=workers)
+    for r in Render.objects.filter(round=tiny_round):
+        assert r.attempts == 2 and "stopped while rendering this image 2 times" in r.error
+    assert not render_files_listed()
