@@ -157,6 +157,7 @@
     if (!side) { lightbox.hidden = true; lightboxImg.removeAttribute("src"); return; }
     lightboxImg.src = imgs[side].src;
     lightboxImg.alt = side === "left" ? "Left image, enlarged" : "Right image, enlarged";
+    $("lightbox-side").textContent = side === "left" ? "Left image" : "Right image";
     lightbox.hidden = false;
   }
 
