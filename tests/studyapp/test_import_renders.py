@@ -1,6 +1,5 @@
 """import_renders: a good manifest makes the round ready; every kind of bad one is refused whole."""
 
-import io
 
 import numpy as np
 import pytest

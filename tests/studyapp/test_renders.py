@@ -6,10 +6,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from generation.spec import GenerationSpec
-from studyapp.exceptions import StudyError
 from studyapp.models import Render, StudyRound
 from studyapp.services import renders as svc
-from studyapp.services.rounds import round_create, round_transition
+from studyapp.services.rounds import round_create
 from studyapp.storage import render_files_listed
 
 pytestmark = pytest.mark.django_db
