@@ -244,3 +244,27 @@ def test_demo_prepares_an_open_round_with_a_login_and_labels_tiny_weights(cmd, s
     out = capsys.readouterr().out
     assert "password '" not in out and f"existing demo round #{rnd.pk} (open)" in out
     assert StudyRound.objects.filter(name__startswith="Demo").count() == 1
+
+
+def test_models_are_loaded_once_per_process_and_spec(settings):
+    from generation.tasks import render_chunk
+
+    a = render_chunk.models_for(GenerationSpec.tiny(), weights_dir=None, device="cpu")
+    assert render_chunk.models_for(GenerationSpec.tiny(batch_size=7), weights_dir=None, device="cpu") is not a  # other hash
+    b = render_chunk.models_for(GenerationSpec.tiny(), weights_dir=None, device="cpu")
+    assert render_chunk.models_for(GenerationSpec.tiny(), weights_dir=None, device="cpu") is b
+
+
+def test_transient_storage_error_gives_the_renders_back_for_a_celery_retry(launch, tiny_round, settings):
+    from generation.tasks import TransientStorageError, render_chunk, render_unit
+
+    captured = []
+    launch(round_id=tiny_round.pk, dispatch=captured.extend)
+    unit = captured[0]
+    (settings.MEDIA_ROOT / "renders").write_text("blocks the folder")
+    with pytest.raises(TransientStorageError):
+        render_unit(round_id=unit.round_id, objective=unit.objective, render_ids=list(unit.render_ids), spec=unit.spec,
+                    models_for=render_chunk.models_for, final_attempt=False)
+    rows = Render.objects.filter(pk__in=unit.render_ids)
+    assert set(rows.values_list("status", flat=True)) == {"queued"} and set(rows.values_list("image", flat=True)) == {""}
+    assert not any(svc.render_is_being_rendered(pk) for pk in unit.render_ids)
