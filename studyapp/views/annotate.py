@@ -249,6 +249,9 @@ def trial(request, token: str):
     if nxt.trial is None:
         return redirect("annotate:done", token=token)
     payload = _trial_payload(token, ann, nxt)
+    if error and request.POST.get("position") == str(payload["position"]):
+        # Keep what the annotator chose when the same trial is shown again with the message.
+        payload["answers"] = {c: request.POST.get(c, "") for c in votes.CRITERIA}
     return _page(request, "trial.html", {"token": token, "t": payload, "error": error}, status=400 if error else 200)
 
 

@@ -32,7 +32,6 @@ import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,7 +80,7 @@ def drop_database(base_url: str, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def prepare_round(media_root: str) -> str:
+def prepare_round() -> str:
     """Migrate, create and open the benchmark round; return its token."""
     import django
     from django.core.management import call_command
@@ -344,7 +343,7 @@ def main() -> int:
     server = None
     try:
         t0 = time.perf_counter()
-        token = prepare_round(media)
+        token = prepare_round()
         emit(figure="setup_s", value=round(time.perf_counter() - t0, 2))
         port = free_port()
         server = start_gunicorn(env, port, args.workers, args.threads)

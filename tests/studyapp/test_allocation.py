@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from studyapp.models import Annotator, ComparisonItem, Trial, Vote
-from studyapp.services import allocation, votes
+from studyapp.services import votes
 from studyapp.services.allocation import attention_slots, items_consistency_problems, trial_next, trials_reclaim_expired
 from studyapp.services.annotators import AnnotateError, attention_accuracy
 from tests.studyapp.factories import make_active_annotator, make_ready_round

@@ -139,6 +139,7 @@ def test_missing_answer_without_javascript_reshows_the_form(rnd):
     t = client.get(url(rnd, "api_next")).json()["trial"]
     r = client.post(url(rnd, "trial"), {"position": t["position"], "realism": "left"})
     assert r.status_code == 400 and b"Please answer the text match question" in r.content
+    assert b'value="left" checked' in r.content  # the answer given is kept
     assert not Vote.objects.exists()
 
 
