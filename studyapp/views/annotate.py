@@ -74,7 +74,7 @@ def _remember(response, token: str, ann: Annotator):
         ann.pseudonym,
         salt=_salt(token),
         max_age=COOKIE_MAX_AGE,
-        path=f"/a/{token}/",
+        path=reverse("annotate:start", args=[token]),  # this round's pages only
         httponly=True,
         samesite="Lax",
         secure=settings.SESSION_COOKIE_SECURE,
@@ -150,10 +150,17 @@ def _trial_payload(token: str, ann: Annotator, result: allocation.NextResult | N
 # -- pages ---------------------------------------------------------------------------------
 
 
+def _not_found(request):
+    return _message(request, "Study not found", "This study link is not valid. Please check the link you were given.",
+                    status=404)
+
+
 @require_GET
 def start(request, token: str):
     """The annotator link (also the Prolific study URL, with PROLIFIC_PID/STUDY_ID/SESSION_ID)."""
-    rnd = _round(token)
+    rnd = StudyRound.objects.filter(token=token).first()
+    if rnd is None:
+        return _not_found(request)
     ids = PlatformIds.from_query(request.GET)
     ann = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid) if ids.prolific_pid else _annotator(request, token)
     if ann is not None:
@@ -185,7 +192,8 @@ def consent(request, token: str):
 def _require(request, token: str, statuses) -> tuple[Annotator | None, HttpResponse | None]:
     ann = _annotator(request, token)
     if ann is None:
-        _round(token)  # 404 for an unknown link
+        if not StudyRound.objects.filter(token=token).exists():
+            return None, _not_found(request)
         return None, redirect("annotate:start", token=token)
     if ann.status not in statuses:
         return None, redirect(_step_url(token, ann))

@@ -48,9 +48,10 @@ def the_annotator(rnd) -> Annotator:
     return Annotator.objects.get(round=rnd)
 
 
-def test_unknown_link_is_404(client):
-    assert client.get("/a/not-a-round/").status_code == 404
-    assert client.get("/a/not-a-round/trial/").status_code == 404
+def test_unknown_link_is_a_friendly_404(client):
+    for path in ("/a/not-a-round/", "/a/not-a-round/trial/", "/a/not-a-round/done/"):
+        r = client.get(path)
+        assert r.status_code == 404 and b"This study link is not valid" in r.content
 
 
 def test_round_not_open_or_closed_says_so_politely(round_config, client):
