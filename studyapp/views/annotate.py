@@ -13,7 +13,10 @@ position in the annotator's own sequence, images by per-trial random tokens.
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
+from django.db import OperationalError
 from django.db.models import Q
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -36,6 +39,7 @@ from studyapp.services.annotators import (
     round_check_open,
 )
 
+log = logging.getLogger(__name__)
 Status = Annotator.Status
 COOKIE = "annotator"
 COOKIE_MAX_AGE = 30 * 86400
@@ -109,6 +113,22 @@ def _error_page(request, exc: StudyError, token: str):
     return _message(
         request, titles.get(exc.code, "That did not work"), exc.message, status=exc.status, link=link, link_text="Continue"
     )
+
+
+def _retrying(fn, **kwargs):
+    """Call a service; retry once if PostgreSQL aborted its transaction (deadlock victim,
+    serialization failure, dropped connection). The services are atomic, so a failed attempt
+    wrote nothing. A second failure becomes a polite "try again" (503), never a traceback; a
+    broken connection is replaced at the next request (Django's request_started handling)."""
+    for attempt in (1, 2):
+        try:
+            return fn(**kwargs)
+        except OperationalError:
+            log.warning("annotate: database error in %s (attempt %d)", fn.__name__, attempt, exc_info=True)
+            if attempt == 2:
+                raise AnnotateError(
+                    "The server is busy. Nothing was lost — please try again in a moment.", code="busy", status=503
+                ) from None
 
 
 def _json(payload: dict, status: int = 200):
@@ -241,7 +261,7 @@ def trial(request, token: str):
         try:
             position = votes.parse_position(request.POST.get("position"))
             answer = votes.answer_parse(request.POST)
-            result = votes.trial_answer(annotator_id=ann.pk, position=position, answer=answer)
+            result = _retrying(votes.trial_answer, annotator_id=ann.pk, position=position, answer=answer)
         except AnnotateError as exc:
             if exc.code not in ("bad_answer", "too_fast", "trial_expired"):
                 return _error_page(request, exc, token)
@@ -251,7 +271,7 @@ def trial(request, token: str):
                 return _page(request, "feedback.html", {"token": token, "feedback": result.feedback})
             return redirect("annotate:trial", token=token)
     try:
-        nxt = allocation.trial_next(annotator_id=ann.pk)
+        nxt = _retrying(allocation.trial_next, annotator_id=ann.pk)
     except AnnotateError as exc:
         return _error_page(request, exc, token)
     if nxt.trial is None:
@@ -285,7 +305,7 @@ def api_next(request, token: str):
     if pseudonym is None:
         return _no_annotator_json()
     try:
-        nxt = allocation.trial_next(pseudonym=pseudonym, round_token=token)
+        nxt = _retrying(allocation.trial_next, pseudonym=pseudonym, round_token=token)
     except AnnotateError as exc:
         return _json_error(exc)
     return _json(_next_json(token, nxt))
@@ -306,13 +326,13 @@ def api_answer(request, token: str):
     try:
         position = votes.parse_position(request.POST.get("position"))
         answer = votes.answer_parse(request.POST)
-        result = votes.trial_answer(pseudonym=pseudonym, round_token=token, position=position, answer=answer)
+        result = _retrying(votes.trial_answer, pseudonym=pseudonym, round_token=token, position=position, answer=answer)
     except AnnotateError as exc:
         return _json_error(exc)
     payload = {"ok": True, "outcome": result.outcome, "position": result.position, "feedback": result.feedback}
     if request.GET.get("next") == "1":
         try:
-            payload.update(_next_json(token, allocation.trial_next(pseudonym=pseudonym, round_token=token)))
+            payload.update(_next_json(token, _retrying(allocation.trial_next, pseudonym=pseudonym, round_token=token)))
         except AnnotateError as exc:
             payload.update(trial=None, next_error=exc.message)
     return _json(payload)

@@ -321,3 +321,30 @@ def test_researchers_see_attention_qc_per_annotator(rnd, staff_client):
     assert "Annotators and attention checks" in page and "qcpid1" in page
     assert f'qc-{expected_qc}">{expected_qc}<' in page
     assert ("1/1" if expected_qc == "pass" else "0/1") in page
+
+
+def test_a_database_hiccup_is_retried_and_then_a_polite_503(rnd, monkeypatch):
+    """Fault injection: PostgreSQL aborts the transaction (e.g. a deadlock victim)."""
+    from django.db import OperationalError
+
+    from studyapp.services import allocation
+
+    client = passed(rnd)
+    real = allocation.trial_next
+    failures = {"left": 1}
+
+    def flaky(**kw):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise OperationalError("deadlock detected")
+        return real(**kw)
+
+    monkeypatch.setattr(allocation, "trial_next", flaky)
+    r = client.get(url(rnd, "api_next"))
+    assert r.status_code == 200 and r.json()["trial"]  # retried once, transparently
+    failures["left"] = 2
+    position = r.json()["trial"]["position"]
+    r = client.get(url(rnd, "api_next"))
+    assert r.status_code == 503 and r.json()["error"] == "busy" and "Nothing was lost" in r.json()["message"]
+    failures["left"] = 0
+    assert client.get(url(rnd, "api_next")).json()["trial"]["position"] == position  # same trial, nothing changed
