@@ -276,7 +276,9 @@ def _allocate_regular(ann: Annotator, *, position: int, now, cfg, seen: list[int
                 return None
             time.sleep(PICK_RETRY_S * (0.5 + _sysrandom.random()))
         else:
-            return None
+            # Work exists but stayed held by others for the whole wait: do not end this
+            # annotator's session over it; ask them to retry (the transaction rolls back).
+            raise AnnotateError("The server is busy. Please try again in a moment.", code="busy", status=503)
     item_id, prompt_id, render_a, render_b, prompt_text = row  # the slot is taken (assigned + 1)
     left, right = (render_a, render_b) if _sysrandom.random() < 0.5 else (render_b, render_a)
     trial = Trial.objects.create(

@@ -149,3 +149,44 @@ def test_concurrent_sweeps_reclaim_each_expired_slot_exactly_once(round_config):
     assert reclaimed == 12
     assert items_consistency_problems(round_id=rnd.pk) == []
     assert not Trial.objects.filter(pk__in=[t.pk for t in held], lease_expires_at__isnull=False).exists()
+
+
+def _hold_all_items(rnd, locked: threading.Event, release: threading.Event):
+    from django.db import transaction
+
+    with transaction.atomic():
+        list(ComparisonItem.objects.select_for_update().filter(round=rnd))
+        locked.set()
+        release.wait(10)
+    connection.close()
+
+
+@pytest.mark.parametrize("release_after_s, expect", [(0.15, "trial"), (None, "busy")])
+def test_allocation_waits_while_items_are_held_and_never_ends_a_session_over_it(round_config, monkeypatch,
+                                                                                 release_after_s, expect):
+    from studyapp.services import allocation
+    from studyapp.services.annotators import AnnotateError
+
+    rnd = make_ready_round(round_config, attention_check_rate=0.0, practice_trials=0, min_view_ms=0)
+    ann = make_active_annotator(rnd)
+    monkeypatch.setattr(allocation, "PICK_RETRIES", 12)  # about 0.3 s of waiting
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_all_items, args=(rnd, locked, release))
+    holder.start()
+    assert locked.wait(10)
+    timer = threading.Timer(release_after_s, release.set) if release_after_s else None
+    if timer:
+        timer.start()
+    try:
+        if expect == "trial":
+            assert trial_next(annotator_id=ann.pk).trial is not None
+        else:
+            with pytest.raises(AnnotateError) as exc:
+                trial_next(annotator_id=ann.pk)
+            assert exc.value.code == "busy" and exc.value.status == 503
+    finally:
+        release.set()
+        holder.join()
+    ann.refresh_from_db()
+    assert ann.status == "active"
+    assert items_consistency_problems(round_id=rnd.pk) == []
