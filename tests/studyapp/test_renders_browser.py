@@ -17,6 +17,16 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--disable-sync", "--no-first-run"]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # the test machines are small and shared
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def server(live_server):
     yield live_server
@@ -43,7 +53,7 @@ def test_launch_and_live_progress_on_the_round_page(server, round_config, settin
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
-        context = browser.new_context()
+        context = browser.new_context(viewport={"width": 1280, "height": 2400})  # lazy images all in view
         context.add_cookies([cookie])
         page = context.new_page()
         page.goto(f"{server.url}/research/rounds/{rnd.pk}/")
@@ -57,6 +67,10 @@ def test_launch_and_live_progress_on_the_round_page(server, round_config, settin
         assert page.is_hidden("#render-failures")
         page.click("text=Gallery (unblinded)")
         page.wait_for_selector("td.render img")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('td.render img')].every(i => i.complete && i.naturalWidth > 0)",
+            timeout=30_000,
+        )
         sizes = page.eval_on_selector_all("td.render img", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
         assert len(sizes) == 4 and all(sizes) and len(set(sizes)) == 1  # every image loaded (tiny preset's size)
         browser.close()
