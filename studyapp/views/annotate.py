@@ -29,6 +29,7 @@ from studyapp.models import Annotator, StudyRound, Trial
 from studyapp.services import allocation, votes
 from studyapp.services.annotators import (
     COMPREHENSION,
+    COMPREHENSION_ATTEMPTS,
     AnnotateError,
     PlatformIds,
     annotator_check_comprehension,
@@ -234,7 +235,8 @@ def check(request, token: str):
     ann, away = _require(request, token, (Status.NEW, Status.CONSENTED))
     if away:
         return away
-    context = {"token": token, "questions": COMPREHENSION, "attempts_left": 2 - ann.comprehension_attempts}
+    context = {"token": token, "questions": COMPREHENSION,
+               "attempts_left": COMPREHENSION_ATTEMPTS - ann.comprehension_attempts}
     if request.method == "GET":
         return _page(request, "check.html", context)
     try:
