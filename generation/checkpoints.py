@@ -79,30 +79,35 @@ def _load_untrusted(path: Path):
         ) from exc
 
 
+def key_mismatches(found: Mapping[str, tuple], expected: Mapping[str, tuple]) -> list[str]:
+    """Sentences naming the first missing, unexpected and mis-shaped keys (empty: they match)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [f"{k}: found {tuple(found[k])} vs expected {tuple(expected[k])}" for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s), first: {', '.join(missing[:5])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s), first: {', '.join(unexpected[:5])}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es), first: {'; '.join(shapes[:3])}")
+    return parts
+
+
 def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, what: str) -> None:
     """``module.load_state_dict(state_dict, strict=True)`` with a readable report of any mismatch.
 
     Lists the first missing, unexpected and wrongly shaped keys, so a user can tell a wrong file
     from wrong model flags.
     """
-    own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = [f"{what}: the checkpoint does not match the model."]
-        if missing:
-            parts.append(f"{len(missing)} missing key(s), first: {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), first: {', '.join(unexpected[:5])}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es), first: {'; '.join(shapes[:3])}")
-        parts.append("Check that the file is the right checkpoint and the model flags match its README.")
-        raise CheckpointError(" ".join(parts))
+    problems = key_mismatches(
+        {k: tuple(v.shape) for k, v in state_dict.items()}, {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    )
+    if problems:
+        raise CheckpointError(
+            " ".join([f"{what}: the checkpoint does not match the model.", *problems,
+                      "Check that the file is the right checkpoint and the model flags match its README."])
+        )
     module.load_state_dict(state_dict, strict=True)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generation.checkpoints import CheckpointError, read_keys_tsv, sha256_file
+from generation.checkpoints import CheckpointError, key_mismatches, read_keys_tsv, sha256_file
 
 KEYS_DIR = Path(__file__).resolve().parent / "keys"
 _BLIP_BASE_URL = "https://storage.googleapis.com/sfr-vision-language-research/BLIP/models/"
@@ -90,18 +90,9 @@ def weights_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 def compare_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], *, what: str) -> None:
     """Raise a :class:`CheckpointError` naming the first missing, unexpected and mis-shaped keys."""
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    shapes = [f"{k}: {found[k]} vs expected {expected[k]}" for k in expected if k in found and found[k] != expected[k]]
-    if missing or unexpected or shapes:
-        parts = [f"{what}: keys do not match the listing."]
-        if missing:
-            parts.append(f"{len(missing)} missing key(s), first: {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), first: {', '.join(unexpected[:5])}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es), first: {'; '.join(shapes[:3])}")
-        raise CheckpointError(" ".join(parts))
+    problems = key_mismatches(found, expected)
+    if problems:
+        raise CheckpointError(" ".join([f"{what}: keys do not match the listing.", *problems]))
 
 
 def guess_entry(path: str | os.PathLike) -> WeightFile | None:

@@ -31,6 +31,18 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Render in tests with one intra-op thread: the test machines are small and shared, and
+    threads fighting over two cores made tiny guided steps 10-80x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def staff_user(django_user_model):
     return django_user_model.objects.create_user("researcher", password="pw-for-tests", is_staff=True)
 

@@ -11,20 +11,10 @@ from studyapp.services.prompts import builtin_prompt_sets_load
 from studyapp.services.rounds import round_create
 from tests.conftest import chromium_or_skip
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("one_torch_thread")]
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machines are small and shared
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

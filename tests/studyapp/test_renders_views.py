@@ -7,17 +7,7 @@ from studyapp.models import Render, StudyRound
 from studyapp.services import renders as svc
 from studyapp.services.rounds import round_create
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machines are small and shared
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture
