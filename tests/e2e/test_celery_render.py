@@ -22,6 +22,7 @@ from studyapp.models import Render, StudyRound
 from studyapp.services.prompts import builtin_prompt_sets_load
 from studyapp.services.rounds import round_create
 from studyapp.storage import render_files_listed
+from tests.dbutil import current_database_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -52,18 +53,12 @@ def queue(redis_client):
     redis_client.delete(name)
 
 
-def _database_url(settings) -> str:
-    db = settings.DATABASES["default"]  # NAME is the test database during tests
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def child_env(settings, queue):
     env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_NAME", "DJANGO_SETTINGS_MODULE")}
     env.update(
         DJANGO_SETTINGS_MODULE="studyapp.settings",
-        DATABASE_URL=_database_url(settings),
+        DATABASE_URL=current_database_url(),
         CELERY_BROKER_URL=BROKER_URL,
         RENDER_QUEUE=queue,
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
