@@ -20,7 +20,7 @@ UNET_PRESETS = ("guided-diffusion-256-uncond", "tiny", "toy")
 BLIP_PRESETS = ("model_base", "model_base_capfilt_large", "tiny", "toy")
 
 # Guidance scales of the toy presets (GenerationSpec.toy), tuned in the toy world.
-TOY_SCALES = {"scale_itc": 3.0, "scale_itm": 3.0, "scale_cap": 3.0, "scale_shift": 3.0, "scale_blend": 3.0}
+TOY_SCALES = {"scale_itc": 0.1, "scale_itm": 0.1, "scale_cap": 0.1, "scale_shift": 0.1, "scale_blend": 0.1}
 
 # Field name -> allowed values, for the string-choice fields.
 _CHOICES: dict[str, tuple[str, ...]] = {
