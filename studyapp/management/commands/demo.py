@@ -19,6 +19,7 @@ from studyapp.services.rounds import round_create, round_transition
 
 DEMO_USER = "researcher"
 DEMO_ROUND = "Demo: DrawBench, SHIFT vs ITC, CAP, BLEND"
+DEMO_TOY_ROUND = "Demo: toy world, SHIFT vs ITC, ITM, CAP, BLEND"
 
 
 def real_weights_present() -> bool:
@@ -34,7 +35,8 @@ def real_weights_present() -> bool:
 class Command(BaseCommand):
     help = (
         "Quickstart: migrate, make a staff login, create and render a small demo round on DrawBench "
-        "(the real models when WEIGHTS_DIR holds the checkpoints, else tiny random weights), open it, "
+        "(the real models when WEIGHTS_DIR holds the checkpoints, else the toy world's trained 32x32 models; "
+        "--tiny: tiny random weights), open it, "
         "print the researcher and annotator URLs, and run the server at 127.0.0.1:8000."
     )
 
@@ -43,12 +45,14 @@ class Command(BaseCommand):
         parser.add_argument("--no-server", action="store_true", help="prepare everything, do not run the server")
         parser.add_argument("--prompts", type=int, default=4, help="prompts in the demo round (default 4)")
         parser.add_argument("--new-password", action="store_true", help=f"give {DEMO_USER!r} a new password and print it")
+        parser.add_argument("--tiny", action="store_true",
+                            help="without real checkpoints: tiny random weights instead of the toy world (workflow only)")
 
-    def handle(self, addrport, no_server, prompts, new_password, **options):
+    def handle(self, addrport, no_server, prompts, new_password, tiny=False, **options):
         self.stdout.write("Preparing the database (migrate)...")
         call_command("migrate", interactive=False, verbosity=0)
         self._login(new_password)
-        rnd = self._demo_round(prompts)
+        rnd = self._demo_round(prompts, tiny)
         self._render(rnd)
         rnd.refresh_from_db()
         if rnd.status == StudyRound.Status.READY:
@@ -86,7 +90,9 @@ class Command(BaseCommand):
                 f"(`python manage.py demo --new-password` prints a new one)."
             )
 
-    def _demo_round(self, prompts: int) -> StudyRound:
+    def _demo_round(self, prompts: int, tiny: bool = False) -> StudyRound:
+        if not real_weights_present() and not tiny:
+            return self._toy_round(prompts)
         rnd = StudyRound.objects.filter(name=DEMO_ROUND).order_by("-created_at").first()
         if rnd is not None:
             self.stdout.write(f"Using the existing demo round #{rnd.pk} ({rnd.status}).")
@@ -110,6 +116,36 @@ class Command(BaseCommand):
         except StudyError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"Created demo round #{rnd.pk}: {prompts} DrawBench prompts x 4 objectives x 1 seed.")
+        return rnd
+
+    def _toy_round(self, prompts: int) -> StudyRound:
+        """No checkpoints: the toy world's trained 32x32 models (generation/toyworld), all five objectives."""
+        rnd = StudyRound.objects.filter(name=DEMO_TOY_ROUND).order_by("-created_at").first()
+        if rnd is not None:
+            self.stdout.write(f"Using the existing demo round #{rnd.pk} ({rnd.status}).")
+            return rnd
+        from generation.spec import GenerationSpec
+        from generation.toyworld.captions import PROMPTS_TSV
+        from studyapp.models import PromptSet
+        from studyapp.services.prompts import prompt_set_import
+
+        if not PromptSet.objects.filter(name="toyworld").exists():
+            prompt_set_import(name="toyworld", data=PROMPTS_TSV.read_bytes(), filename=PROMPTS_TSV.name,
+                              title="Toy world: shapes, colours, counting, relations, binding, misspellings",
+                              source="generation/toyworld/toyworld_prompts.tsv (the toy world's grammar)")
+        self.stdout.write(f"No checkpoints in {settings.WEIGHTS_DIR}: rendering with the toy world's trained 32x32 "
+                          "models (docs/toyworld/README.md).")
+        config = {
+            "name": DEMO_TOY_ROUND, "prompt_set": "toyworld", "prompt_limit": prompts,
+            "objectives": ["SHIFT", "ITC", "ITM", "CAP", "BLEND"], "seeds_per_prompt": 2,
+            "comparisons": "shift-vs-baselines", "votes_per_item": 3, "trials_per_annotator": 8,
+            "attention_check_rate": 0.15, "generation": GenerationSpec.toy().to_dict(),
+        }
+        try:
+            rnd = round_create(config=config)
+        except StudyError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(f"Created demo round #{rnd.pk}: {prompts} toy prompts x 5 objectives x 2 seeds.")
         return rnd
 
     def _render(self, rnd: StudyRound) -> None:
