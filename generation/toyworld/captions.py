@@ -243,21 +243,23 @@ def parse(text: str) -> Claim:
 # The fixed prompt set of toy rounds (also shipped as toyworld_prompts.tsv)
 
 TOY_PROMPTS: tuple[tuple[str, str], ...] = (
-    # Categories interleaved, so a round's first few prompts (prompt_limit) already span them.
-    ("a red circle", "Colors"),
-    ("a red circle left of a blue square", "Positional"),
+    # The first four (the demo's default prompt_limit) differ in colours, so a person tells their
+    # images apart at a glance; the first six span all categories.
+    ("a green triangle", "Colors"),
+    ("a blue square right of a purple triangle", "Positional"),
     ("two red circles", "Counting"),
-    ("a blue square and a red circle", "Binding"),
+    ("a yellow triangle and a blue circle", "Binding"),
     ("a circle", "Objects"),
     ("a red cirle", "Misspellings"),
+    ("a red circle", "Colors"),
+    ("a red circle left of a blue square", "Positional"),
+    ("a blue square and a red circle", "Binding"),
     ("a blue square", "Colors"),
     ("a green triangle above a yellow circle", "Positional"),
     ("three blue squares", "Counting"),
     ("a red square and a blue circle", "Binding"),
     ("a square", "Objects"),
     ("a bleu square", "Misspellings"),
-    ("a green triangle", "Colors"),
-    ("a blue square right of a purple triangle", "Positional"),
     ("two green triangles", "Counting"),
     ("a green circle and a purple triangle", "Binding"),
     ("a triangle", "Objects"),
@@ -265,7 +267,6 @@ TOY_PROMPTS: tuple[tuple[str, str], ...] = (
     ("a yellow circle", "Colors"),
     ("a yellow square below a red triangle", "Positional"),
     ("three yellow circles", "Counting"),
-    ("a yellow triangle and a blue circle", "Binding"),
     ("a big circle", "Objects"),
     ("a yelow circle", "Misspellings"),
     ("a purple square", "Colors"),
