@@ -14,6 +14,7 @@ from studyapp.exceptions import ImportFileError
 from studyapp.models import Prompt, PromptSet
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+TOYWORLD_PROMPTS = Path(__file__).resolve().parents[2] / "generation" / "toyworld" / "toyworld_prompts.tsv"
 
 # Accepted header names per field; the first column whose header matches wins.
 TEXT_COLUMNS = ("prompt", "text", "caption", "prompts")
@@ -26,7 +27,7 @@ MAX_PROMPT_CHARS = 1000
 class BuiltinSet:
     name: str
     title: str
-    file: str
+    path: Path
     source: str
 
 
@@ -34,16 +35,22 @@ BUILTIN_SETS = (
     BuiltinSet(
         "drawbench",
         "DrawBench (Saharia et al. 2022), 200 prompts in 11 categories",
-        "drawbench.tsv",
+        DATA_DIR / "drawbench.tsv",
         "Imagen's DrawBench (Saharia et al. 2022, arXiv:2205.11487), via mwomick/VaReSynth data/DrawBench.csv "
         "@ 06b6b87. No licence stated; cite Saharia et al. 2022. See studyapp/data/SOURCES.md.",
     ),
     BuiltinSet(
         "coco",
         "COCO 2014 val captions, 1000 (one per image)",
-        "coco_captions.tsv",
+        DATA_DIR / "coco_captions.tsv",
         "COCO annotations (Lin et al. 2014, arXiv:1405.0312), CC BY 4.0; first 1000 rows of mlcommons/inference "
         "text_to_image/coco2014/captions/captions_source.tsv @ 55bebbf. See studyapp/data/SOURCES.md.",
+    ),
+    BuiltinSet(
+        "toyworld",
+        "Toy world: shapes, colours, counting, relations, binding, misspellings (26 prompts)",
+        TOYWORLD_PROMPTS,
+        "The project's toy world grammar (generation/toyworld/captions.py); for rounds on the toy models.",
     ),
 )
 
@@ -139,20 +146,20 @@ def prompt_set_import(*, name: str, data: bytes, filename: str = "file", title: 
     return prompt_set
 
 
-def builtin_prompt_sets_load() -> list[PromptSet]:
-    """Load the shipped prompt sets that are not in the database yet (idempotent)."""
+def builtin_prompt_sets_load(prompt_set_model=PromptSet, prompt_model=Prompt) -> list:
+    """Load the shipped prompt sets that are not in the database yet (idempotent).
+
+    Migrations pass their historical models; everything else uses the current ones.
+    """
     loaded = []
     for spec in BUILTIN_SETS:
-        if PromptSet.objects.filter(name=spec.name).exists():
+        if prompt_set_model.objects.filter(name=spec.name).exists():
             continue
-        loaded.append(
-            prompt_set_import(
-                name=spec.name,
-                data=(DATA_DIR / spec.file).read_bytes(),
-                filename=spec.file,
-                title=spec.title,
-                source=spec.source,
-                builtin=True,
-            )
+        parsed = parse_prompt_file(spec.path.read_bytes(), filename=spec.path.name)
+        ps = prompt_set_model.objects.create(name=spec.name, title=spec.title, source=spec.source, builtin=True)
+        prompt_model.objects.bulk_create(
+            prompt_model(prompt_set=ps, position=i, text=p.text, category=p.category, external_id=p.external_id)
+            for i, p in enumerate(parsed)
         )
+        loaded.append(ps)
     return loaded

@@ -24,6 +24,15 @@ def test_shipped_prompt_sets_are_loaded_on_migrate():
     }
     assert coco.prompts.get(position=0).external_id == "227049"
     assert "CC BY 4.0" in coco.source and "Saharia" in drawbench.source
+    assert PromptSet.objects.get(name="toyworld").prompts.count() == 26
+
+
+def test_loading_the_shipped_sets_again_changes_nothing():
+    from studyapp.services.prompts import builtin_prompt_sets_load
+
+    before = Prompt.objects.count()
+    assert builtin_prompt_sets_load() == []
+    assert Prompt.objects.count() == before
 
 
 def test_good_tsv_and_csv_files_import():

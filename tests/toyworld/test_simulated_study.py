@@ -15,9 +15,8 @@ import pytest
 from django.core.management import call_command
 
 from generation.spec import GenerationSpec
-from generation.toyworld.captions import PROMPTS_TSV
 from studyapp.models import ComparisonItem, Render, StudyRound, Trial, Vote
-from studyapp.services.prompts import prompt_set_import
+from studyapp.services.prompts import builtin_prompt_sets_load
 from studyapp.services.rounds import round_create, round_transition
 from tests.e2e.test_celery_render import (  # noqa: F401  (fixtures)
     child_env, enqueue, queue, redis_client, round_ready, wait_for, workers,
@@ -31,7 +30,7 @@ PLANT = 0.8  # P(an annotator picks SHIFT on text match before looking at the im
 
 @pytest.fixture
 def toy_round(round_config):
-    prompt_set_import(name="toyworld", data=PROMPTS_TSV.read_bytes(), filename=PROMPTS_TSV.name, title="Toy world")
+    builtin_prompt_sets_load()  # transactional tests flush what migrations loaded
     cfg = {
         **round_config, "name": "simulated toy study", "prompt_set": "toyworld", "prompt_limit": 4,
         "objectives": ["SHIFT", *BASELINES], "seeds_per_prompt": 2, "comparisons": "shift-vs-baselines",

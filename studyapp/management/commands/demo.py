@@ -91,61 +91,38 @@ class Command(BaseCommand):
             )
 
     def _demo_round(self, prompts: int, tiny: bool = False) -> StudyRound:
-        if not real_weights_present() and not tiny:
-            return self._toy_round(prompts)
-        rnd = StudyRound.objects.filter(name=DEMO_ROUND).order_by("-created_at").first()
-        if rnd is not None:
-            self.stdout.write(f"Using the existing demo round #{rnd.pk} ({rnd.status}).")
-            return rnd
         from generation.spec import GenerationSpec
 
         if real_weights_present():
-            spec = GenerationSpec()
             self.stdout.write(f"Checkpoints found in {settings.WEIGHTS_DIR}: rendering with the real models "
                               "(minutes per image without a GPU).")
-        else:
-            spec = GenerationSpec.tiny(batch_size=4)
+            return self._round(DEMO_ROUND, "drawbench", prompts, ["SHIFT", "ITC", "CAP", "BLEND"], 1, GenerationSpec())
+        if tiny:
             self.stdout.write(f"No checkpoints in {settings.WEIGHTS_DIR}: rendering with the tiny random-weight presets.")
-        config = {
-            "name": DEMO_ROUND, "prompt_set": "drawbench", "prompt_limit": prompts,
-            "objectives": ["SHIFT", "ITC", "CAP", "BLEND"], "seeds_per_prompt": 1, "comparisons": "shift-vs-baselines",
-            "votes_per_item": 3, "trials_per_annotator": 6, "attention_check_rate": 0.15, "generation": spec.to_dict(),
-        }
-        try:
-            rnd = round_create(config=config)
-        except StudyError as exc:
-            raise CommandError(exc.message) from None
-        self.stdout.write(f"Created demo round #{rnd.pk}: {prompts} DrawBench prompts x 4 objectives x 1 seed.")
-        return rnd
+            return self._round(DEMO_ROUND, "drawbench", prompts, ["SHIFT", "ITC", "CAP", "BLEND"], 1,
+                               GenerationSpec.tiny(batch_size=4))
+        self.stdout.write(f"No checkpoints in {settings.WEIGHTS_DIR}: rendering with the toy world's trained 32x32 "
+                          "models (docs/toyworld/README.md).")
+        return self._round(DEMO_TOY_ROUND, "toyworld", prompts, ["SHIFT", "ITC", "ITM", "CAP", "BLEND"], 2,
+                           GenerationSpec.toy())
 
-    def _toy_round(self, prompts: int) -> StudyRound:
-        """No checkpoints: the toy world's trained 32x32 models (generation/toyworld), all five objectives."""
-        rnd = StudyRound.objects.filter(name=DEMO_TOY_ROUND).order_by("-created_at").first()
+    def _round(self, name: str, prompt_set: str, prompts: int, objectives: list[str], seeds: int, spec) -> StudyRound:
+        """The newest round of that name, or a new one (the demo may be run again)."""
+        rnd = StudyRound.objects.filter(name=name).order_by("-created_at").first()
         if rnd is not None:
             self.stdout.write(f"Using the existing demo round #{rnd.pk} ({rnd.status}).")
             return rnd
-        from generation.spec import GenerationSpec
-        from generation.toyworld.captions import PROMPTS_TSV
-        from studyapp.models import PromptSet
-        from studyapp.services.prompts import prompt_set_import
-
-        if not PromptSet.objects.filter(name="toyworld").exists():
-            prompt_set_import(name="toyworld", data=PROMPTS_TSV.read_bytes(), filename=PROMPTS_TSV.name,
-                              title="Toy world: shapes, colours, counting, relations, binding, misspellings",
-                              source="generation/toyworld/toyworld_prompts.tsv (the toy world's grammar)")
-        self.stdout.write(f"No checkpoints in {settings.WEIGHTS_DIR}: rendering with the toy world's trained 32x32 "
-                          "models (docs/toyworld/README.md).")
         config = {
-            "name": DEMO_TOY_ROUND, "prompt_set": "toyworld", "prompt_limit": prompts,
-            "objectives": ["SHIFT", "ITC", "ITM", "CAP", "BLEND"], "seeds_per_prompt": 2,
-            "comparisons": "shift-vs-baselines", "votes_per_item": 3, "trials_per_annotator": 8,
-            "attention_check_rate": 0.15, "generation": GenerationSpec.toy().to_dict(),
+            "name": name, "prompt_set": prompt_set, "prompt_limit": prompts, "objectives": objectives,
+            "seeds_per_prompt": seeds, "comparisons": "shift-vs-baselines", "votes_per_item": 3,
+            "trials_per_annotator": 8, "attention_check_rate": 0.15, "generation": spec.to_dict(),
         }
         try:
             rnd = round_create(config=config)
         except StudyError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(f"Created demo round #{rnd.pk}: {prompts} toy prompts x 5 objectives x 2 seeds.")
+        self.stdout.write(f"Created demo round #{rnd.pk}: {prompts} {prompt_set} prompts x {len(objectives)} "
+                          f"objectives x {seeds} seed(s).")
         return rnd
 
     def _render(self, rnd: StudyRound) -> None:
