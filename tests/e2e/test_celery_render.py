@@ -212,7 +212,7 @@ def test_soft_time_limit_fails_the_renders_with_a_message(workers, child_env, ti
     wait_for(lambda: round_ready(tiny_round), timeout=120, what="the warm-up round", workers=workers)
     slow = round_create(config={**round_config, "name": "slow", "prompt_limit": 2, "objectives": ["SHIFT", "ITC"],
                                 "seeds_per_prompt": 1,
-                                "generation": GenerationSpec.tiny(batch_size=2, respacing="250").to_dict()})
+                                "generation": GenerationSpec.tiny(batch_size=2, respacing="1000").to_dict()})
     files_before = render_files_listed()
     env = {**child_env, "RENDER_TASK_SOFT_TIME_LIMIT": "2", "RENDER_TASK_TIME_LIMIT": "60"}
     enqueue(env, slow.pk)  # the limits travel with each message
@@ -223,13 +223,18 @@ def test_soft_time_limit_fails_the_renders_with_a_message(workers, child_env, ti
     assert render_files_listed() == files_before
 
 
-def test_hard_time_limit_is_retried_then_fails_after_max_attempts(workers, child_env, tiny_round):
-    # The soft limit never fires: the pool process is killed at the hard limit every time.
+def test_hard_time_limit_is_retried_then_fails_after_max_attempts(workers, child_env, round_config):
+    # The soft limit never fires: the pool process is killed at the hard limit every time. The
+    # round samples 1000 steps so a unit always outlasts the 2 s limit, however fast the machine.
+    builtin_prompt_sets_load()  # an earlier transactional test may have flushed them
+    slow = round_create(config={**round_config, "name": "slow", "prompt_limit": 2, "objectives": ["SHIFT", "ITC"],
+                                "seeds_per_prompt": 1,
+                                "generation": GenerationSpec.tiny(batch_size=2, respacing="1000").to_dict()})
     child_env.update(RENDER_TASK_SOFT_TIME_LIMIT="0", RENDER_TASK_TIME_LIMIT="2", RENDER_MAX_ATTEMPTS="2")
-    enqueue(child_env, tiny_round.pk)
+    enqueue(child_env, slow.pk)
     workers.start()
-    wait_for(lambda: Render.objects.filter(round=tiny_round, status=Render.Status.FAILED).count() == 4,
+    wait_for(lambda: Render.objects.filter(round=slow, status=Render.Status.FAILED).count() == 4,
              timeout=150, what="every render to fail after the hard time limit", workers=workers)
-    for r in Render.objects.filter(round=tiny_round):
+    for r in Render.objects.filter(round=slow):
         assert r.attempts == 2 and "stopped while rendering this image 2 times" in r.error
     assert not render_files_listed()
