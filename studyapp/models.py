@@ -177,6 +177,10 @@ class ComparisonItem(models.Model):
     # keeps it in step with Trial rows under a row lock (DESIGN invariant 4).
     assigned = models.PositiveIntegerField(default=0)
     completed = models.PositiveIntegerField(default=0)
+    # The item's place in a permutation of the round's items drawn from ``round_seed`` at
+    # creation: equally covered items are handed out in this order, so the allocator's pick is an
+    # index scan (no sort of every open item per request) and reproducible from the config.
+    shuffle = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["round", "id"]
@@ -191,7 +195,7 @@ class ComparisonItem(models.Model):
             models.CheckConstraint(condition=Q(completed__lte=models.F("assigned")), name="item_completed_le_assigned"),
             models.CheckConstraint(condition=Q(assigned__lte=models.F("target_votes")), name="item_assigned_le_target"),
         ]
-        indexes = [models.Index(fields=["round", "assigned"])]
+        indexes = [models.Index(fields=["round", "assigned", "shuffle"], name="item_allocation_order")]
 
     def __str__(self) -> str:
         return f"item #{self.pk} {self.objective_a} vs {self.objective_b}"

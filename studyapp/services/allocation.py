@@ -3,10 +3,11 @@
 - Every comparison item collects ``target_votes`` answers from distinct annotators,
   least-covered first: ``SELECT ... FOR UPDATE SKIP LOCKED`` on items with
   ``assigned < target_votes`` that this annotator has not seen, ordered by ``assigned`` then
-  ``random()``. Concurrent annotators never wait on each other's item and never take the same
-  last slot twice. When every candidate is held by a concurrent allocation for a moment, the
-  pick is retried briefly (never a blocking ``FOR UPDATE`` in random order: two of those can
-  deadlock, since a row that fails the re-check stays locked).
+  the item's place in the round's seeded permutation (``ComparisonItem.shuffle``): an index
+  scan that stops at the first free row. Concurrent annotators never wait on each other's item
+  and never take the same last slot twice. When every candidate is held by a concurrent
+  allocation for a moment, the pick is retried briefly (never a blocking ``FOR UPDATE`` in
+  arbitrary order: two of those can deadlock, since a row that fails the re-check stays locked).
 - ``ComparisonItem.assigned`` counts the item's *live* regular trials (answered, or unanswered
   with a lease); ``completed`` counts the answered ones. Both move only in the same transaction
   as the trial row they count, under the item's row lock.
@@ -19,6 +20,12 @@
   ``attention``) take ``attention_check_rate`` of them, at positions derived from the annotator's
   random pseudonym. Practice trials (kind ``practice``) are known-answer trials too, shown first
   with feedback.
+
+Where it runs: the decisions above, under the annotator's row lock, are the database function
+``studyapp_trial_next`` (studyapp/sql/annotate_0005.sql), so a fetch is one round trip to
+PostgreSQL; this module draws every random choice and passes it in, and turns refusals into
+messages. On a 2-core machine that took the server's CPU per trial from ~16 ms to ~9 ms (twelve
+round trips to two); docs/annotate-benchmark.md has the figures.
 
 Lock order, everywhere: annotator row -> trial rows -> item rows, and a transaction waits for
 at most one item row, except the reclaim sweep, which takes trial rows with SKIP LOCKED and then
@@ -33,56 +40,31 @@ import secrets
 import threading
 import time
 from collections import Counter
+import json
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from studyapp.models import Annotator, ComparisonItem, Criterion, Prompt, Render, Trial
-from studyapp.services.annotators import AnnotateError, annotator_complete, annotator_lock, config_of, round_check_open
+from studyapp.models import Annotator, Criterion, Prompt, Render, StudyRound, Trial, new_token
+from studyapp.round_config import RoundConfig
+from studyapp.services.annotators import config_for, refusal
 
-Status = Annotator.Status
-Kind = Trial.Kind
-MAIN_KINDS = (Kind.REGULAR, Kind.ATTENTION)
 _sysrandom = secrets.SystemRandom()
 
-# Pick the least-covered item this annotator has not seen, skipping items other transactions
-# hold, take one of its slots, and return what the trial needs: one statement, one round trip.
-_PICK_ITEM_SQL = """
-WITH pick AS (
-    SELECT ci.id, ci.prompt_id, ci.render_a_id, ci.render_b_id
-    FROM studyapp_comparisonitem ci
-    WHERE ci.round_id = %s
-      AND ci.assigned < ci.target_votes
-      AND ci.id <> ALL(%s)
-    ORDER BY ci.assigned, random()
-    LIMIT 1
-    FOR UPDATE OF ci SKIP LOCKED
-), taken AS (
-    UPDATE studyapp_comparisonitem ci SET assigned = ci.assigned + 1 FROM pick WHERE ci.id = pick.id RETURNING ci.id
-)
-SELECT pick.id, pick.prompt_id, pick.render_a_id, pick.render_b_id, p.text
-FROM pick JOIN taken ON taken.id = pick.id JOIN studyapp_prompt p ON p.id = pick.prompt_id
+# One round trip: the database function allocates (or returns the open trial) under the
+# annotator's row lock and hands back the trial's columns (studyapp/sql/annotate_0005.sql).
+_NEXT_SQL = """
+SELECT * FROM studyapp_trial_next(%s::bigint, %s::text, %s::text, %s::timestamptz, %s::int[], %s::boolean,
+                                  %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, %s::text, %s::text,
+                                  %s::int, %s::float8)
 """
-
-_ANY_CANDIDATE_SQL = """
-SELECT EXISTS (SELECT 1 FROM studyapp_comparisonitem ci
-               WHERE ci.round_id = %s AND ci.assigned < ci.target_votes AND ci.id <> ALL(%s))
-"""
-
-# One annotator's position in the flow, as aggregates over their trials (not one row per trial
-# answered). "Live" trials are answered or leased; voided ones (both NULL) only count as seen items.
-_STATE_SQL = """
-SELECT coalesce(max(position), 0),
-       count(*) FILTER (WHERE kind <> 'practice' AND (answered_at IS NOT NULL OR lease_expires_at IS NOT NULL)),
-       count(*) FILTER (WHERE kind = 'practice' AND (answered_at IS NOT NULL OR lease_expires_at IS NOT NULL)),
-       coalesce(array_agg(item_id) FILTER (WHERE item_id IS NOT NULL), '{}'),
-       coalesce(array_agg(id ORDER BY position) FILTER (WHERE answered_at IS NULL AND lease_expires_at IS NOT NULL), '{}')
-FROM studyapp_trial WHERE annotator_id = %s
-"""
+_TRIAL_FIELDS = [
+    "id", "annotator_id", "item_id", "kind", "position", "prompt_id", "left_render_id", "right_render_id",
+    "left_variant", "right_variant", "left_token", "right_token", "check_criterion", "expected_side",
+    "served_at", "lease_expires_at", "answered_at",
+]
 
 # Reclaim, in three steps in one transaction: take expired unanswered regular trials (skipping
 # any another transaction holds), lock their items in id order (two sweeps never wait on each
@@ -115,12 +97,13 @@ class Progress:
 
 @dataclass(frozen=True)
 class NextResult:
-    """The trial to show (None when the annotator is done) and where it sits in its phase."""
+    """The trial to show (None when the annotator is done), where it sits in its phase, the
+    annotator's status afterwards and the round's config."""
 
     trial: Trial | None
     progress: Progress | None
     status: str
-    annotator: Annotator
+    config: RoundConfig
 
 
 def trials_reclaim_expired(*, now=None, limit: int = 200) -> int:
@@ -153,6 +136,13 @@ def attention_slots(*, pseudonym: str, quota: int, rate: float) -> frozenset[int
     return frozenset(random.Random(f"attention:{pseudonym}").sample(candidates, min(n, len(candidates))))
 
 
+@lru_cache(maxsize=4096)
+def _slots_literal(pseudonym: str, quota: int, rate: float) -> str:
+    """The attention slots as a PostgreSQL array literal: one short text parameter per request
+    instead of a list the driver would quote element by element."""
+    return "{" + ",".join(map(str, sorted(attention_slots(pseudonym=pseudonym, quota=quota, rate=rate)))) + "}"
+
+
 _sweep_lock = threading.Lock()
 _last_sweep = [0.0]
 SWEEP_EVERY_S = 1.0
@@ -178,159 +168,88 @@ def trial_next(*, annotator_id: int | None = None, pseudonym: str | None = None,
     # In its own transaction: the sweep locks other annotators' trials and items, and must not
     # hold them while waiting for this annotator's row (lock order: annotator -> trial -> item).
     _maybe_sweep(now)
-    with transaction.atomic():
-        ann = annotator_lock(annotator_id=annotator_id, pseudonym=pseudonym, round_token=round_token)
-        result = _next_locked(ann, now)
-    return NextResult(result[0], result[1], ann.status, ann)
-
-
-def _next_locked(ann: Annotator, now) -> tuple[Trial | None, Progress | None]:
-    round_check_open(ann.round)
-    if ann.status in (Status.COMPLETED, Status.SCREENED_OUT):
-        return None, None
-    if ann.status in (Status.NEW, Status.CONSENTED):
-        raise AnnotateError(
-            "Please read the instructions and answer the short check first.", code="not_started", status=409
-        )
-    cfg = config_of(ann.round)
-    # A statement of its own, after the lock: in READ COMMITTED each statement sees what was
-    # committed before it started, so this sees every trial a previous request of this
-    # annotator committed while we waited for the lock (a subquery of the locking statement
-    # would not: its snapshot predates the wait).
+    if annotator_id is not None:
+        found = Annotator.objects.filter(pk=annotator_id).values_list("pseudonym", "round__token").first()
+        if found is None:
+            raise refusal("no_annotator")
+        pseudonym, round_token = found
+    facts = _round_facts(round_token)
+    if facts is None:
+        raise refusal("no_annotator")
+    cfg, pool = facts
+    slots = _slots_literal(pseudonym, cfg.trials_per_annotator, cfg.attention_check_rate)
+    gold = _gold_draw(pool)
     with connection.cursor() as cur:
-        cur.execute(_STATE_SQL, [ann.pk])
-        max_position, main_live, practice_live, seen, open_ids = cur.fetchone()
-    open_rows = (
-        list(Trial.objects.filter(pk__in=open_ids).order_by("position").values("id", "kind", "item_id", "lease_expires_at"))
-        if open_ids
-        else []
-    )
-    next_position = max_position + 1
-
-    if ann.status == Status.PRACTICE:
-        progress = Progress("practice", practice_live + (0 if open_rows else 1), cfg.practice_trials)
-        if open_rows:
-            return _load(open_rows[0]["id"]), progress
-        if practice_live < cfg.practice_trials:
-            criterion = (Criterion.REALISM, Criterion.ALIGNMENT)[practice_live % 2]
-            trial = _create_gold_trial(ann, kind=Kind.PRACTICE, criterion=criterion, position=next_position, now=now, cfg=cfg)
-            return trial, progress
-        ann.status = Status.ACTIVE  # practice finished (normally set when the last one is answered)
-        ann.save(update_fields=["status"])
-
-    main = main_live
-    for r in open_rows:
-        if r["kind"] == Kind.REGULAR and r["lease_expires_at"] <= now:
-            _void(r["id"], r["item_id"])  # the sweep may have voided it already; void either way
-            main -= 1
-            continue
-        if r["kind"] in MAIN_KINDS:
-            return _load(r["id"]), Progress("main", main, cfg.trials_per_annotator)
-
-    k = main
-    if k >= cfg.trials_per_annotator:
-        annotator_complete(ann)
-        return None, None
-    progress = Progress("main", k + 1, cfg.trials_per_annotator)
-    slots = attention_slots(pseudonym=ann.pseudonym, quota=cfg.trials_per_annotator, rate=cfg.attention_check_rate)
-    if k in slots:
-        criterion = _sysrandom.choice((Criterion.REALISM, Criterion.ALIGNMENT))
-        trial = _create_gold_trial(ann, kind=Kind.ATTENTION, criterion=criterion, position=next_position, now=now, cfg=cfg)
-        return trial, progress
-    trial = _allocate_regular(ann, position=next_position, now=now, cfg=cfg, seen=seen)
-    if trial is None:
-        annotator_complete(ann)  # every item has its votes (or this annotator has seen the rest)
-        return None, None
-    return trial, progress
+        cur.execute(_NEXT_SQL, [
+            annotator_id, pseudonym, round_token, now, slots, _sysrandom.random() < 0.5,
+            new_token(), new_token(), *gold, _sysrandom.choice((Criterion.REALISM, Criterion.ALIGNMENT)),
+            PICK_RETRIES, PICK_RETRY_S,
+        ])
+        row = cur.fetchone()
+    code, status, round_id, config_text, phase, number, total = row[:7]
+    if code not in ("trial", "done"):
+        raise refusal(code)
+    cfg = config_for(round_id, config_text)
+    if code == "done":
+        return NextResult(None, None, status, cfg)
+    trial = Trial.from_db(connection.alias, _TRIAL_FIELDS, row[7 : 7 + len(_TRIAL_FIELDS)])
+    trial.prompt = Prompt(pk=trial.prompt_id, text=row[-1])  # all the page needs; saves a query
+    return NextResult(trial, Progress(phase, number, total), status, cfg)
 
 
-def _load(trial_id: int) -> Trial:
-    return Trial.objects.select_related("prompt").get(pk=trial_id)
+def _round_facts(round_token: str) -> tuple[RoundConfig, tuple] | None:
+    """The round's config and the renders known-answer trials are drawn from, by token."""
+    cfg = _config_by_token.get(round_token)
+    if cfg is None:
+        found = StudyRound.objects.filter(token=round_token).values_list("pk", "config").first()
+        if found is None:
+            return None
+        cfg = _config_by_token[round_token] = config_for(found[0], json.dumps(found[1], sort_keys=True))
+    return cfg, _gold_pool(round_token)
 
 
-def _void(trial_id: int, item_id: int) -> bool:
-    """Void one expired trial and give its slot back; False if someone else already did."""
-    n = Trial.objects.filter(pk=trial_id, answered_at__isnull=True, lease_expires_at__isnull=False).update(
-        lease_expires_at=None
-    )
-    if n:
-        ComparisonItem.objects.filter(pk=item_id).update(assigned=F("assigned") - 1)
-    return bool(n)
+# A round's config never changes after creation; keyed by the round's random token.
+_config_by_token: dict[str, RoundConfig] = {}
 
 
-def _allocate_regular(ann: Annotator, *, position: int, now, cfg, seen: list[int]) -> Trial | None:
-    # ``seen``: every item this annotator has a trial of (answered, open or voided), read under
-    # the annotator's row lock, so no concurrent request of theirs can add one meanwhile; the
-    # unique (annotator, item) constraint backs it up. A plain array keeps the plan simple (an
-    # anti-join's plan depends on table statistics that a fresh round does not have yet).
-    with connection.cursor() as cur:
-        for _ in range(PICK_RETRIES):
-            cur.execute(_PICK_ITEM_SQL, [ann.round_id, seen])
-            row = cur.fetchone()
-            if row is not None:
-                break
-            # None free: either every candidate is held by a concurrent allocation for a moment
-            # (retry; a blocking FOR UPDATE in random order could deadlock), or there is no work.
-            cur.execute(_ANY_CANDIDATE_SQL, [ann.round_id, seen])
-            if not cur.fetchone()[0]:
-                return None
-            time.sleep(PICK_RETRY_S * (0.5 + _sysrandom.random()))
-        else:
-            # Work exists but stayed held by others for the whole wait: do not end this
-            # annotator's session over it; ask them to retry (the transaction rolls back).
-            raise AnnotateError("The server is busy. Please try again in a moment.", code="busy", status=503)
-    item_id, prompt_id, render_a, render_b, prompt_text = row  # the slot is taken (assigned + 1)
-    left, right = (render_a, render_b) if _sysrandom.random() < 0.5 else (render_b, render_a)
-    trial = Trial.objects.create(
-        annotator=ann,
-        item_id=item_id,
-        kind=Kind.REGULAR,
-        position=position,
-        prompt_id=prompt_id,
-        left_render_id=left,
-        right_render_id=right,
-        lease_expires_at=now + timedelta(seconds=cfg.assignment_timeout_s),
-    )
-    trial.prompt = Prompt(pk=prompt_id, text=prompt_text)  # all the page needs; saves a query
-    return trial
-
-
-def _create_gold_trial(ann: Annotator, *, kind: str, criterion: str, position: int, now, cfg) -> Trial:
-    """A trial with a known answer.
-
-    Realism: a render against a heavily degraded copy of itself (degraded when served).
-    Alignment: a render against a render made for a different prompt; the prompt shown is the
-    first one's. Falls back to realism when the round has a single prompt.
-    """
-    done = Render.objects.filter(round_id=ann.round_id, status=Render.Status.DONE)
-    gold = done.order_by("?").values("id", "prompt_id", "prompt__text").first()
-    if gold is None:
-        raise AnnotateError("This study has no images to show yet.", code="no_images", status=409)
+def _gold_draw(pool) -> tuple:
+    """(gold render, its prompt, decoy render or None, the gold's side) for a known-answer trial,
+    drawn whether or not this request needs one (the database function decides)."""
+    if not pool:
+        return None, None, None, None
+    gold_id, gold_prompt_id, _text = _sysrandom.choice(pool)
     decoy = None
-    if criterion == Criterion.ALIGNMENT:
-        decoy = done.exclude(prompt_id=gold["prompt_id"]).order_by("?").values("id").first()
-        if decoy is None:
-            criterion = Criterion.REALISM
-    gold_side = _sysrandom.choice(("left", "right"))
-    if criterion == Criterion.REALISM:
-        sides = {"left_render_id": gold["id"], "right_render_id": gold["id"]}
-        plain, degraded = Trial.Variant.PLAIN, Trial.Variant.DEGRADED
-        sides["left_variant"], sides["right_variant"] = (plain, degraded) if gold_side == "left" else (degraded, plain)
-    else:
-        pair = (gold["id"], decoy["id"]) if gold_side == "left" else (decoy["id"], gold["id"])
-        sides = {"left_render_id": pair[0], "right_render_id": pair[1]}
-    trial = Trial.objects.create(
-        annotator=ann,
-        kind=kind,
-        position=position,
-        prompt_id=gold["prompt_id"],
-        check_criterion=criterion,
-        expected_side=gold_side,
-        lease_expires_at=now + timedelta(seconds=cfg.assignment_timeout_s),
-        **sides,
-    )
-    trial.prompt = Prompt(pk=gold["prompt_id"], text=gold["prompt__text"])
-    return trial
+    for _ in range(8):  # a render of another prompt, almost always at the first draw
+        candidate = _sysrandom.choice(pool)
+        if candidate[1] != gold_prompt_id:
+            decoy = candidate[0]
+            break
+    else:  # few prompts, unlucky draws (or a single prompt: no decoy, realism instead)
+        others = [r for r in pool if r[1] != gold_prompt_id]
+        decoy = _sysrandom.choice(others)[0] if others else None
+    return gold_id, gold_prompt_id, decoy, _sysrandom.choice(("left", "right"))
+
+
+_gold_pools: dict[str, tuple[tuple[int, int, str], ...]] = {}
+
+
+def _gold_pool(round_token: str) -> tuple[tuple[int, int, str], ...]:
+    """(render id, prompt id, prompt text) of every finished render of a round, read once per
+    process when the round is open: an open round's images are frozen (renders.py refuses to
+    touch them), and drawing from the list beats ``ORDER BY random()`` over every render."""
+    pool = _gold_pools.get(round_token)
+    if pool is None:
+        pool = tuple(
+            Render.objects.filter(round__token=round_token, round__status=StudyRound.Status.OPEN,
+                                  status=Render.Status.DONE)
+            .order_by("id")
+            .values_list("id", "prompt_id", "prompt__text")
+        )
+        if pool:  # an empty one is not remembered: the round may not be open yet
+            if len(_gold_pools) >= 64:
+                _gold_pools.clear()
+            _gold_pools[round_token] = pool
+    return pool
 
 
 def items_consistency_problems(*, round_id: int) -> list[str]:

@@ -39,13 +39,13 @@ class AnnotateError(StudyError):
 
 
 @lru_cache(maxsize=256)
-def _config_for(round_id: int, config_json: str) -> RoundConfig:
+def config_for(round_id: int, config_json: str) -> RoundConfig:
+    """A round's config from its JSON text, parsed once per process (it never changes after creation)."""
     return RoundConfig.from_dict(json.loads(config_json))
 
 
 def config_of(rnd: StudyRound) -> RoundConfig:
-    """The round's config, parsed once per process (a round's config never changes after creation)."""
-    return _config_for(rnd.pk, json.dumps(rnd.config, sort_keys=True))
+    return config_for(rnd.pk, json.dumps(rnd.config, sort_keys=True))
 
 
 # The annotator's row (locked) and the round columns the annotator flow reads, in one query.
@@ -77,9 +77,7 @@ def annotator_lock(*, annotator_id: int | None = None, pseudonym: str | None = N
         cur.execute(sql, params)
         row = cur.fetchone()
     if row is None:
-        raise AnnotateError(
-            "Your session was not found. Please open the study link again.", code="no_annotator", status=403
-        )
+        raise refusal("no_annotator")
     n = len(_ANN_COLUMNS)
     ann = Annotator.from_db(connection.alias, _ANN_COLUMNS, row[:n])
     values = dict(zip(_ROUND_COLUMNS, row[n : n + len(_ROUND_COLUMNS)]))
@@ -88,15 +86,31 @@ def annotator_lock(*, annotator_id: int | None = None, pseudonym: str | None = N
     return ann
 
 
+# What an annotator is told when a request is refused, by the code the services (and the
+# database functions of studyapp/sql/) give the refusal.
+REFUSALS: dict[str, tuple[str, int]] = {
+    "no_annotator": ("Your session was not found. Please open the study link again.", 403),
+    "round_closed": ("This study has closed and takes no more answers. Thank you for your interest.", 410),
+    "round_not_open": ("This study is not open yet. Please come back later.", 409),
+    "not_started": ("Please read the instructions and answer the short check first.", 409),
+    "no_images": ("This study has no images to show yet.", 409),
+    "busy": ("The server is busy. Please try again in a moment.", 503),
+    "no_such_trial": ("This answer is for a trial you were not shown. Please reload the page.", 404),
+    "trial_expired": ("This trial timed out and was given to someone else. You get a fresh one now.", 409),
+    "too_fast": ("Please look at both images a little longer before answering.", 400),
+}
+
+
+def refusal(code: str) -> AnnotateError:
+    message, status = REFUSALS[code]
+    return AnnotateError(message, code=code, status=status)
+
+
 def round_check_open(rnd: StudyRound) -> None:
     """Refuse politely unless the round takes annotators."""
     if rnd.status == StudyRound.Status.OPEN:
         return
-    if rnd.status == StudyRound.Status.CLOSED:
-        raise AnnotateError(
-            "This study has closed and takes no more answers. Thank you for your interest.", code="round_closed", status=410
-        )
-    raise AnnotateError("This study is not open yet. Please come back later.", code="round_not_open", status=409)
+    raise refusal("round_closed" if rnd.status == StudyRound.Status.CLOSED else "round_not_open")
 
 
 @dataclass(frozen=True)
@@ -200,33 +214,18 @@ def annotator_check_comprehension(*, annotator_id: int, answers: dict[str, str])
     return ComprehensionResult(not wrong, max(0, COMPREHENSION_ATTEMPTS - ann.comprehension_attempts), wrong)
 
 
-def annotator_complete(ann: Annotator) -> None:
-    """Mark ``ann`` (locked by the caller) completed and hand out the round's completion code."""
-    if ann.status == Status.COMPLETED:
-        return
-    ann.status = Status.COMPLETED
-    ann.completion_code = ann.round.completion_code
-    ann.completed_at = timezone.now()
-    ann.save(update_fields=["status", "completion_code", "completed_at"])
-    annotator_update_qc(ann)
-
-
 def annotator_update_qc(ann: Annotator) -> str:
     """Set ``qc_status`` from the attention checks answered so far (pending until the first one).
 
     A check is passed when the vote on the trial's ``check_criterion`` chose ``expected_side``;
-    the threshold is the round's ``exclusions.min_attention_accuracy``.
+    the threshold is the round's ``exclusions.min_attention_accuracy``. The rule lives in one
+    place, the database function ``studyapp_annotator_qc`` (studyapp/sql/), which the answer
+    path calls in the same statement as the vote.
     """
-    stats = attention_accuracy(ann.pk)
-    if stats[1] == 0:
-        qc = Annotator.QC.PENDING
-    else:
-        threshold = config_of(ann.round).exclusions.min_attention_accuracy
-        qc = Annotator.QC.PASS if stats[0] / stats[1] >= threshold else Annotator.QC.FAIL
-    if qc != ann.qc_status:
-        ann.qc_status = qc
-        ann.save(update_fields=["qc_status"])
-    return qc
+    with connection.cursor() as cur:
+        cur.execute("SELECT studyapp_annotator_qc(%s::bigint)", [ann.pk])
+        ann.qc_status = cur.fetchone()[0]
+    return ann.qc_status
 
 
 def attention_accuracy(annotator_id: int) -> tuple[int, int]:

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+import random
+
+from django.db import connection, transaction
 from django.utils import timezone
 
 from studyapp.exceptions import ConfigError, TransitionError
@@ -51,7 +53,7 @@ def round_create(*, config: dict, created_by=None) -> StudyRound:
         for o in cfg.objectives
     )
     by_key = {(r.prompt_id, r.seed, r.objective): r for r in renders}
-    ComparisonItem.objects.bulk_create(
+    items = [
         ComparisonItem(
             round=rnd,
             prompt=p,
@@ -65,8 +67,18 @@ def round_create(*, config: dict, created_by=None) -> StudyRound:
         for p in prompts
         for s in range(cfg.seeds_per_prompt)
         for a, b in cfg.pairs()
-    )
+    ]
+    for item, rank in zip(items, item_order(len(items), cfg.round_seed)):
+        item.shuffle = rank
+    ComparisonItem.objects.bulk_create(items)
     return rnd
+
+
+def item_order(n: int, round_seed: int) -> list[int]:
+    """The allocation order of a round's ``n`` items (a permutation of 0..n-1), from its seed."""
+    order = list(range(n))
+    random.Random(f"items:{round_seed}").shuffle(order)
+    return order
 
 
 def round_config(rnd: StudyRound) -> RoundConfig:
@@ -93,6 +105,11 @@ def round_transition(*, round_id: int, to: str) -> StudyRound:
         rnd.opened_at = timezone.now()
         rnd.analysis_settings = analysis_settings_for(rnd)
         fields += ["opened_at", "analysis_settings"]
+        # Fresh statistics before the first annotator: without them the planner guesses a new
+        # round has a handful of items and sorts all of them on every allocation instead of
+        # walking the allocation-order index to the first free one.
+        with connection.cursor() as cur:
+            cur.execute(f"ANALYZE {ComparisonItem._meta.db_table}")
     if to == Status.CLOSED:
         rnd.closed_at = timezone.now()
         fields.append("closed_at")

@@ -1,7 +1,8 @@
 """Votes: one submission answers both criteria of a trial (DESIGN invariants 3 and 5).
 
-- The winner is resolved here from the stored sides (``Trial.left_render`` / ``right_render``),
-  never from anything the client sends.
+- The winner is resolved from the stored sides (``Trial.left_render`` / ``right_render``), never
+  from anything the client sends: a first answer in the database function
+  ``studyapp_trial_answer`` (studyapp/sql/), a changed one here.
 - Idempotent: re-posting the same answers returns ``unchanged`` and writes nothing; the database
   keeps one vote per (trial, criterion).
 - Undo: the last answered trial can be re-answered for ``UNDO_WINDOW_S`` seconds while no later
@@ -20,10 +21,9 @@ from django.utils import timezone
 from studyapp.models import Annotator, Choice, Criterion, Trial, Vote
 from studyapp.services.annotators import (
     AnnotateError,
-    annotator_complete,
     annotator_lock,
     annotator_update_qc,
-    config_of,
+    refusal,
     round_check_open,
 )
 
@@ -94,53 +94,25 @@ def parse_position(raw) -> int:
 
 @dataclass
 class _TrialRow:
-    """What answering needs of a trial, read under its row lock in one query."""
+    """What re-answering needs of a trial, read under its row lock in one query."""
 
     pk: int
-    item_id: int | None
     kind: str
     position: int
     check_criterion: str
     expected_side: str
-    served_at: datetime
-    lease_expires_at: datetime | None
     answered_at: datetime | None
     left_objective: str
     right_objective: str
-    main_done: int  # the annotator's answered regular + attention trials
-    practice_done: int
 
 
 _TRIAL_SQL = """
-SELECT t.id, t.item_id, t.kind, t.position, t.check_criterion, t.expected_side, t.served_at, t.lease_expires_at,
-       t.answered_at, lr.objective, rr.objective,
-       (SELECT count(*) FROM studyapp_trial a WHERE a.annotator_id = t.annotator_id AND a.answered_at IS NOT NULL
-          AND a.kind <> 'practice'),
-       (SELECT count(*) FROM studyapp_trial a WHERE a.annotator_id = t.annotator_id AND a.answered_at IS NOT NULL
-          AND a.kind = 'practice')
+SELECT t.id, t.kind, t.position, t.check_criterion, t.expected_side, t.answered_at, lr.objective, rr.objective
 FROM studyapp_trial t
 JOIN studyapp_render lr ON lr.id = t.left_render_id
 JOIN studyapp_render rr ON rr.id = t.right_render_id
 WHERE t.annotator_id = %s AND t.position = %s
 FOR UPDATE OF t
-"""
-
-_INSERT_VOTES_SQL = """
-INSERT INTO studyapp_vote (trial_id, criterion, choice, winner, response_ms, created_at)
-VALUES (%s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s)
-"""
-
-
-def _trial_locked(*, annotator_id: int, position: int) -> _TrialRow | None:
-    with connection.cursor() as cur:
-        cur.execute(_TRIAL_SQL, [annotator_id, position])
-        row = cur.fetchone()
-    return _TrialRow(*row) if row else None
-
-
-_MARK_ANSWERED_SQL = """
-WITH t AS (UPDATE studyapp_trial SET answered_at = %s WHERE id = %s RETURNING item_id)
-UPDATE studyapp_comparisonitem i SET completed = i.completed + 1 FROM t WHERE i.id = t.item_id
 """
 
 
@@ -151,10 +123,9 @@ def _winner(trial: _TrialRow, choice: str) -> str:
     return trial.left_objective if choice == Choice.LEFT else trial.right_objective
 
 
-def _feedback(trial: _TrialRow, answer: Answer) -> dict | None:
-    if trial.kind != Kind.PRACTICE or not trial.check_criterion:
+def _feedback(kind: str, crit: str, side: str, answer: Answer) -> dict | None:
+    if kind != Kind.PRACTICE or not crit:
         return None
-    crit, side = trial.check_criterion, trial.expected_side
     given = answer.choices[crit]
     if crit == Criterion.REALISM:
         why = f"The {side} image was the clear answer: the other one was blurred, noisy and blocky on purpose."
@@ -170,59 +141,49 @@ def _feedback(trial: _TrialRow, answer: Answer) -> dict | None:
     }
 
 
-@transaction.atomic
+# A first answer in one round trip: checks, both votes (winners resolved from the stored
+# sides), the trial and item counters, practice/QC/completion (studyapp/sql/annotate_0005.sql).
+_ANSWER_SQL = """
+SELECT * FROM studyapp_trial_answer(%s::bigint, %s::text, %s::text, %s::int, %s::timestamptz,
+                                    %s::text, %s::text, %s::int, %s::int, %s::int, %s::int)
+"""
+
+
 def trial_answer(*, annotator_id: int | None = None, pseudonym: str | None = None, round_token: str | None = None,
                  position: int, answer: Answer, now=None) -> AnswerResult:
     """Record ``answer`` for the annotator's trial at ``position``; see the module docstring.
 
     The annotator is given by id, or by pseudonym and round token (the cookie)."""
     now = now or timezone.now()
+    with connection.cursor() as cur:
+        cur.execute(_ANSWER_SQL, [
+            annotator_id, pseudonym, round_token, position, now,
+            answer.choices[Criterion.REALISM], answer.choices[Criterion.ALIGNMENT],
+            answer.response_ms[Criterion.REALISM], answer.response_ms[Criterion.ALIGNMENT],
+            MIN_VIEW_SLACK_MS, MAX_RESPONSE_MS,
+        ])
+        code, status, _round_id, _config, kind, crit, side = cur.fetchone()
+    if code == "answered":
+        return _answer_again(annotator_id=annotator_id, pseudonym=pseudonym, round_token=round_token,
+                             position=position, answer=answer, now=now)
+    if code != "recorded":
+        raise refusal(code)
+    return AnswerResult("recorded", position, kind, _feedback(kind, crit, side, answer), status)
+
+
+@transaction.atomic
+def _answer_again(*, annotator_id, pseudonym, round_token, position: int, answer: Answer, now) -> AnswerResult:
+    """A trial that already has votes: the same answers change nothing; different ones are an
+    undo, allowed for the last answer within the undo window."""
     ann = annotator_lock(annotator_id=annotator_id, pseudonym=pseudonym, round_token=round_token)
     round_check_open(ann.round)
-    trial = _trial_locked(annotator_id=ann.pk, position=position)
-    if trial is None:
-        raise AnnotateError("This answer is for a trial you were not shown. Please reload the page.", code="no_such_trial", status=404)
-
-    if trial.answered_at is not None:
-        return _answer_again(ann, trial, answer, now)
-    if trial.lease_expires_at is None:
-        raise AnnotateError(
-            "This trial timed out and was given to someone else. You get a fresh one now.", code="trial_expired", status=409
-        )
-    min_view = config_of(ann.round).min_view_ms
-    if min_view and (now - trial.served_at) < timedelta(milliseconds=min_view - MIN_VIEW_SLACK_MS):
-        raise AnnotateError("Please look at both images a little longer before answering.", code="too_fast", status=400)
-
-    server_ms = max(0, min(int((now - trial.served_at).total_seconds() * 1000), MAX_RESPONSE_MS))
-    rows = []
-    for c in CRITERIA:
-        ms = answer.response_ms[c]
-        rows += [trial.pk, c, answer.choices[c], _winner(trial, answer.choices[c]), server_ms if ms is None else ms, now]
     with connection.cursor() as cur:
-        # Both votes in one statement; the unique (trial, criterion) constraint backs the row lock.
-        cur.execute(_INSERT_VOTES_SQL, rows)
-    # The trial and its item's ``completed`` counter move together, in one statement.
-    with connection.cursor() as cur:
-        cur.execute(_MARK_ANSWERED_SQL, [now, trial.pk])
-    trial.answered_at = now
-
-    cfg = config_of(ann.round)
-    if trial.kind == Kind.PRACTICE:
-        if trial.practice_done + 1 >= cfg.practice_trials and ann.status == Status.PRACTICE:
-            ann.status = Status.ACTIVE
-            ann.save(update_fields=["status"])
-    else:
-        if trial.kind == Kind.ATTENTION:
-            annotator_update_qc(ann)
-        if trial.main_done + 1 >= cfg.trials_per_annotator:
-            annotator_complete(ann)
-    return AnswerResult("recorded", trial.position, trial.kind, _feedback(trial, answer), ann.status)
-
-
-def _answer_again(ann: Annotator, trial: _TrialRow, answer: Answer, now) -> AnswerResult:
+        cur.execute(_TRIAL_SQL, [ann.pk, position])
+        trial = _TrialRow(*cur.fetchone())
     votes = {v.criterion: v for v in Vote.objects.select_for_update().filter(trial_id=trial.pk)}
     if all(votes.get(c) is not None and votes[c].choice == answer.choices[c] for c in CRITERIA):
-        return AnswerResult("unchanged", trial.position, trial.kind, _feedback(trial, answer), ann.status)
+        feedback = _feedback(trial.kind, trial.check_criterion, trial.expected_side, answer)
+        return AnswerResult("unchanged", trial.position, trial.kind, feedback, ann.status)
     undo_refusal = undo_refusal_reason(ann, trial, now)
     if undo_refusal:
         raise AnnotateError(undo_refusal, code="already_answered", status=409)

@@ -149,11 +149,10 @@ def _no_annotator_json():
     )
 
 
-def _trial_payload(token: str, ann: Annotator, result: allocation.NextResult | None = None, *, trial: Trial | None = None,
+def _trial_payload(token: str, cfg, result: allocation.NextResult | None = None, *, trial: Trial | None = None,
                    answers: dict | None = None, revising: bool = False) -> dict:
     trial = trial if trial is not None else result.trial
     progress = result.progress if result is not None else None
-    cfg = config_of(ann.round)
     return {
         "position": trial.position,
         "phase": progress.phase if progress else ("practice" if trial.kind == Trial.Kind.PRACTICE else "main"),
@@ -278,7 +277,7 @@ def trial(request, token: str):
         return _error_page(request, exc, token)
     if nxt.trial is None:
         return redirect("annotate:done", token=token)
-    payload = _trial_payload(token, ann, nxt)
+    payload = _trial_payload(token, nxt.config, nxt)
     if error and request.POST.get("position") == str(payload["position"]):
         # Keep what the annotator chose when the same trial is shown again with the message.
         payload["answers"] = {c: request.POST.get(c, "") for c in votes.CRITERIA}
@@ -316,7 +315,7 @@ def api_next(request, token: str):
 def _next_json(token: str, nxt: allocation.NextResult) -> dict:
     if nxt.trial is None:
         return {"ok": True, "trial": None, "done_url": reverse("annotate:done", args=[token])}
-    return {"ok": True, "trial": _trial_payload(token, nxt.annotator, nxt)}
+    return {"ok": True, "trial": _trial_payload(token, nxt.config, nxt)}
 
 
 @require_POST
@@ -350,7 +349,7 @@ def api_undo(request, token: str):
         t, answers = votes.trial_for_undo(annotator_id=ann.pk)
     except AnnotateError as exc:
         return _json_error(exc)
-    return _json({"ok": True, "trial": _trial_payload(token, ann, trial=t, answers=answers, revising=True)})
+    return _json({"ok": True, "trial": _trial_payload(token, config_of(ann.round), trial=t, answers=answers, revising=True)})
 
 
 @require_GET

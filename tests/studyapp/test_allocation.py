@@ -6,12 +6,14 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from studyapp.models import Annotator, ComparisonItem, Trial, Vote
 from studyapp.services import votes
 from studyapp.services.allocation import attention_slots, items_consistency_problems, trial_next, trials_reclaim_expired
 from studyapp.services.annotators import AnnotateError, attention_accuracy
+from studyapp.services.rounds import item_order, round_transition
 from tests.studyapp.factories import make_active_annotator, make_ready_round
 
 pytestmark = pytest.mark.django_db
@@ -82,6 +84,44 @@ def test_least_covered_items_first(cfg):
     # 24 items: three annotators of 8 each cover every item exactly once before any gets a second vote.
     assert not (first & second) and not (first & third) and not (second & third)
     assert set(ComparisonItem.objects.filter(round=rnd).values_list("completed", flat=True)) == {1}
+
+
+def test_equally_covered_items_come_in_the_rounds_seeded_order(cfg):
+    rnd = make_ready_round(cfg, trials_per_annotator=8, attention_check_rate=0.0)
+    served = [t.item_id for t in run_annotator(make_active_annotator(rnd))]
+    in_order = list(ComparisonItem.objects.filter(round=rnd).order_by("shuffle").values_list("id", flat=True))
+    assert served == in_order[:8]
+
+
+def test_item_order_is_a_permutation_fixed_by_the_round_seed(cfg):
+    assert sorted(item_order(50, 7)) == list(range(50))
+    assert item_order(50, 7) == item_order(50, 7) != item_order(50, 8)
+
+    def order(rnd):
+        rows = ComparisonItem.objects.filter(round=rnd).values_list("prompt__text", "seed", "objective_b", "shuffle")
+        return {(p, s, b): k for p, s, b, k in rows}
+
+    a, b = make_ready_round(cfg, round_seed=3), make_ready_round(cfg, round_seed=3)
+    c = make_ready_round(cfg, round_seed=4)
+    assert order(a) == order(b) != order(c)
+    assert sorted(order(c).values()) == list(range(24))
+
+
+def test_opening_a_round_gives_the_planner_statistics_of_its_items(cfg):
+    # Without them a new round's allocation sorts every open item per request (see rounds.py).
+    def round_ids_in_statistics() -> set[str]:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT coalesce(most_common_vals::text, '') || ',' || coalesce(histogram_bounds::text, '') "
+                "FROM pg_stats WHERE tablename = 'studyapp_comparisonitem' AND attname = 'round_id'"
+            )
+            row = cur.fetchone()
+        return set((row[0] if row else "").replace("{", "").replace("}", "").split(","))
+
+    rnd = make_ready_round(cfg, open_it=False)
+    assert str(rnd.pk) not in round_ids_in_statistics()
+    round_transition(round_id=rnd.pk, to="open")
+    assert str(rnd.pk) in round_ids_in_statistics()
 
 
 def test_every_item_reaches_its_target_and_no_further(cfg):
