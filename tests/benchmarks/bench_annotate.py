@@ -226,8 +226,10 @@ class Annotator:
         assert status == 302, status
         self.pseudonym = self.cookies["annotator"].strip('"').split(":", 1)[0]
 
-    def run(self, *, trials: int, think_ms: float, stop_at: float) -> None:
+    def run(self, *, trials: int, think_ms: float, stop_at: float, ramp_ms: float = 0.0) -> None:
         base = f"/a/{self.token}/api/"
+        if ramp_ms:
+            time.sleep(self.rng.uniform(0, ramp_ms) / 1000)
         for _ in range(trials):
             if time.monotonic() > stop_at:
                 return
@@ -284,7 +286,8 @@ def server_pids(master: int, db_name: str) -> tuple[list[int], list[int]]:
     return [master, *workers], backends
 
 
-def phase(port: int, token: str, *, n: int, trials: int, think_ms: float, max_s: float, seed: int) -> dict:
+def phase(port: int, token: str, *, n: int, trials: int, think_ms: float, max_s: float, seed: int,
+          ramp_ms: float = 0.0) -> dict:
     anns = [Annotator(port, token, seed + i) for i in range(n)]
     for a in anns:
         a.enter()
@@ -294,7 +297,7 @@ def phase(port: int, token: str, *, n: int, trials: int, think_ms: float, max_s:
     def body(a):
         start.wait()
         try:
-            a.run(trials=trials, think_ms=think_ms, stop_at=stop_at)
+            a.run(trials=trials, think_ms=think_ms, stop_at=stop_at, ramp_ms=ramp_ms)
         except Exception as exc:  # noqa: BLE001 - counted and reported
             a.errors.append(repr(exc))
 
@@ -324,11 +327,17 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=60, help="trials per annotator in the load phase")
     ap.add_argument("--baseline-trials", type=int, default=200)
     ap.add_argument("--think-ms", type=float, default=300.0, help="mean pause between fetch and submit (uniform 0.5x-1.5x)")
+    ap.add_argument("--ramp-ms", type=float, default=None,
+                    help="each annotator starts at a random offset in [0, ramp) (default: one mean think time), "
+                         "so the load phase measures 50 annotators at work, not 50 first clicks in the same "
+                         "millisecond; the 'burst' phase measures that case on its own")
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--max-seconds", type=float, default=60.0, help="upper bound of the load phase")
     ap.add_argument("--keep-db", action="store_true")
     args = ap.parse_args()
+    if args.ramp_ms is None:
+        args.ramp_ms = args.think_ms
     if not 1 <= args.annotators <= 200 or not 1 <= args.trials <= 500 or args.max_seconds > 300:
         raise SystemExit("bounded on purpose: annotators 1..200, trials 1..500, max-seconds <= 300")
 
@@ -358,7 +367,7 @@ def main() -> int:
         cpu0 = {pid: _cpu_s(pid) for pid in web + backends}
         client0 = time.process_time()
         load = phase(port, token, n=args.annotators, trials=args.trials, think_ms=args.think_ms,
-                     max_s=args.max_seconds, seed=30_000)
+                     max_s=args.max_seconds, seed=30_000, ramp_ms=args.ramp_ms)
         client_cpu = time.process_time() - client0
         web_after, backends_after = server_pids(server.pid, db_name)
         web_cpu = sum(max(0.0, _cpu_s(pid) - cpu0.get(pid, 0.0)) for pid in set(web) | set(web_after))
@@ -375,6 +384,14 @@ def main() -> int:
         emit(phase="load", figure="capacity_trials_per_s_2_idle_cores_est", value=round(2 / per_trial, 1) if per_trial else None)
         emit(figure="machine_load_average_1min", before=round(load1_before, 2), after=round(os.getloadavg()[0], 2),
              cpus=os.cpu_count(), note="other processes on the machine compete for the same cores")
+
+        # The worst moment, on its own: every annotator's first fetch in the same instant (what a
+        # synchronized start does), reported but not a target (annotators do not click in step).
+        burst = phase(port, token, n=args.annotators, trials=1, think_ms=0, max_s=30, seed=40_000)
+        emit(phase="burst", figure="simultaneous_first_fetch_max_ms", value=round(max(burst["fetch_ms"], default=0), 2),
+             p50=round(pct(burst["fetch_ms"], 50), 2), annotators=args.annotators, **common)
+        emit(phase="burst", figure="simultaneous_submit_max_ms", value=round(max(burst["submit_ms"], default=0), 2),
+             p50=round(pct(burst["submit_ms"], 50), 2), annotators=args.annotators, **common)
 
         results = {}
         for label, ph, n, think in (("baseline", base, 1, 0.0), ("load", load, args.annotators, args.think_ms)):
@@ -393,7 +410,7 @@ def main() -> int:
 
         # Lost or doubled votes: the database against every acknowledged answer.
         votes = db_votes(token)
-        acked = {(a.pseudonym, pos): ans for ph in (base, load) for a in ph["annotators"] for pos, ans in a.acked.items()}
+        acked = {(a.pseudonym, pos): ans for ph in (base, load, burst) for a in ph["annotators"] for pos, ans in a.acked.items()}
         lost = sum(1 for k, ans in acked.items() for c in ("realism", "alignment") if votes.get(k, {}).get(c) != [ans[c]])
         doubled = sum(1 for v in votes.values() for choices in v.values() if len(choices) > 1)
         emit(figure="acknowledged_votes", value=2 * len(acked))
