@@ -204,11 +204,14 @@ def _round_facts(round_token: str) -> tuple[RoundConfig, tuple] | None:
         found = StudyRound.objects.filter(token=round_token).values_list("pk", "config").first()
         if found is None:
             return None
+        if len(_config_by_token) >= 256:
+            _config_by_token.clear()
         cfg = _config_by_token[round_token] = config_for(found[0], json.dumps(found[1], sort_keys=True))
     return cfg, _gold_pool(round_token)
 
 
-# A round's config never changes after creation; keyed by the round's random token.
+# A round's config never changes after creation (read-only in the admin too); keyed by the
+# round's random token.
 _config_by_token: dict[str, RoundConfig] = {}
 
 

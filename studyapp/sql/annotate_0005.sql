@@ -13,6 +13,26 @@
 --
 -- Lock order, everywhere: annotator row -> trial rows -> item rows (allocation.py explains why).
 
+-- Lock the annotator's row, by id or by pseudonym and round token (the cookie); its id, or NULL.
+-- Every write of an annotator's trials starts here, so one annotator's concurrent requests
+-- (double clicks, two tabs) take turns. Two statements, each with its own index lookup.
+CREATE OR REPLACE FUNCTION studyapp_annotator_lock(p_annotator_id bigint, p_pseudonym text, p_round_token text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_annotator_id IS NOT NULL THEN
+        SELECT an.id INTO v_id FROM studyapp_annotator an WHERE an.id = p_annotator_id FOR UPDATE;
+    ELSE
+        SELECT an.id INTO v_id
+          FROM studyapp_annotator an JOIN studyapp_studyround r ON r.id = an.round_id
+         WHERE an.pseudonym = p_pseudonym AND r.token = p_round_token
+           FOR UPDATE OF an;
+    END IF;
+    RETURN v_id;
+END $$;
+
 -- (checks passed, checks answered) -> qc_status, stored when it changed; returns it.
 CREATE OR REPLACE FUNCTION studyapp_annotator_qc(p_annotator_id bigint) RETURNS text
 LANGUAGE plpgsql AS $$
@@ -105,6 +125,7 @@ CREATE OR REPLACE FUNCTION studyapp_trial_next_id(
                  phase text, number int, total int)
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_annotator bigint;
     a record;
     v_practice int;
     v_quota int;
@@ -120,12 +141,12 @@ DECLARE
     v_any boolean;
     v_id bigint;
 BEGIN
+    v_annotator := studyapp_annotator_lock(p_annotator_id, p_pseudonym, p_round_token);
+    -- A statement of its own, after the lock: it reads the row as the last request left it.
     SELECT an.id, an.status, an.round_id, r.status AS round_status, r.config
       INTO a
       FROM studyapp_annotator an JOIN studyapp_studyround r ON r.id = an.round_id
-     WHERE (p_annotator_id IS NOT NULL AND an.id = p_annotator_id)
-        OR (p_annotator_id IS NULL AND an.pseudonym = p_pseudonym AND r.token = p_round_token)
-       FOR UPDATE OF an;
+     WHERE an.id = v_annotator;
     IF NOT FOUND THEN
         code := 'no_annotator'; RETURN NEXT; RETURN;
     END IF;
@@ -285,6 +306,7 @@ CREATE OR REPLACE FUNCTION studyapp_trial_answer(
                  check_criterion text, expected_side text)
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_annotator bigint;
     a record;
     t record;
     v_min_view int;
@@ -292,12 +314,12 @@ DECLARE
     v_main_done int;
     v_practice_done int;
 BEGIN
+    v_annotator := studyapp_annotator_lock(p_annotator_id, p_pseudonym, p_round_token);
+    -- A statement of its own, after the lock: it reads the row as the last request left it.
     SELECT an.id, an.status, an.round_id, r.status AS round_status, r.config
       INTO a
       FROM studyapp_annotator an JOIN studyapp_studyround r ON r.id = an.round_id
-     WHERE (p_annotator_id IS NOT NULL AND an.id = p_annotator_id)
-        OR (p_annotator_id IS NULL AND an.pseudonym = p_pseudonym AND r.token = p_round_token)
-       FOR UPDATE OF an;
+     WHERE an.id = v_annotator;
     IF NOT FOUND THEN
         code := 'no_annotator'; RETURN NEXT; RETURN;
     END IF;
