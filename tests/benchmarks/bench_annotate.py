@@ -270,6 +270,15 @@ def _cpu_s(pid: int) -> float:
         return 0.0
 
 
+def _cpu_times() -> list[int]:
+    """The machine's aggregate CPU time counters (/proc/stat: user ... steal)."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return [0] * 8
+
+
 def server_pids(master: int, db_name: str) -> tuple[list[int], list[int]]:
     """gunicorn's workers and the PostgreSQL backends serving the benchmark database."""
     from django.db import connection
@@ -366,9 +375,11 @@ def main() -> int:
         web, backends = server_pids(server.pid, db_name)  # connections persist (DB_CONN_MAX_AGE), so backends too
         cpu0 = {pid: _cpu_s(pid) for pid in web + backends}
         client0 = time.process_time()
+        machine0 = _cpu_times()
         load = phase(port, token, n=args.annotators, trials=args.trials, think_ms=args.think_ms,
                      max_s=args.max_seconds, seed=30_000, ramp_ms=args.ramp_ms)
         client_cpu = time.process_time() - client0
+        machine = [b - a for a, b in zip(machine0, _cpu_times())]
         web_after, backends_after = server_pids(server.pid, db_name)
         web_cpu = sum(max(0.0, _cpu_s(pid) - cpu0.get(pid, 0.0)) for pid in set(web) | set(web_after))
         db_cpu = sum(max(0.0, _cpu_s(pid) - cpu0.get(pid, 0.0)) for pid in set(backends) | set(backends_after))
@@ -382,6 +393,10 @@ def main() -> int:
         emit(phase="load", figure="db_cpu_ms_per_trial", value=round(1000 * db_cpu / max(1, load["completed"]), 2))
         emit(phase="load", figure="client_cpu_ms_per_trial", value=round(1000 * client_cpu / max(1, load["completed"]), 2))
         emit(phase="load", figure="capacity_trials_per_s_2_idle_cores_est", value=round(2 / per_trial, 1) if per_trial else None)
+        busy = sum(machine) - machine[3] - machine[4]  # all but idle and iowait
+        emit(phase="load", figure="machine_cpu_busy_pct", value=round(100 * busy / max(1, sum(machine)), 1),
+             steal_pct=round(100 * machine[7] / max(1, sum(machine)), 1),
+             note="both cores over the load phase; steal: time the hypervisor gave to other machines")
         emit(figure="machine_load_average_1min", before=round(load1_before, 2), after=round(os.getloadavg()[0], 2),
              cpus=os.cpu_count(), note="other processes on the machine compete for the same cores")
 
