@@ -234,6 +234,11 @@ def test_demo_prepares_an_open_round_with_a_login_and_labels_tiny_weights(cmd, s
     out = capsys.readouterr().out
     assert "password '" not in out and f"existing demo round #{rnd.pk} (open)" in out
     assert StudyRound.objects.filter(name__startswith="Demo").count() == 1
+    assert f"{settings.SITE_URL}/a/{rnd.token}/" in out
+    # links follow the server when --addrport moves it
+    cmd("demo", "--no-server", "--prompts", "1", "--tiny", "--addrport", "0.0.0.0:8765")
+    out = capsys.readouterr().out
+    assert f"http://127.0.0.1:8765/a/{rnd.token}/" in out and f"http://127.0.0.1:8765/research/rounds/{rnd.pk}/" in out
 
 
 def test_models_are_loaded_once_per_process_and_spec(settings):

@@ -20,6 +20,7 @@ from studyapp.services.rounds import round_create, round_transition
 DEMO_USER = "researcher"
 DEMO_ROUND = "Demo: DrawBench, SHIFT vs ITC, CAP, BLEND"
 DEMO_TOY_ROUND = "Demo: toy world, SHIFT vs ITC, ITM, CAP, BLEND"
+DEFAULT_ADDRPORT = "127.0.0.1:8000"
 
 
 def real_weights_present() -> bool:
@@ -41,7 +42,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--addrport", default="127.0.0.1:8000", help="where the server listens")
+        parser.add_argument("--addrport", default=DEFAULT_ADDRPORT, help="where the server listens")
         parser.add_argument("--no-server", action="store_true", help="prepare everything, do not run the server")
         parser.add_argument("--prompts", type=int, default=4, help="prompts in the demo round (default 4)")
         parser.add_argument("--new-password", action="store_true", help=f"give {DEMO_USER!r} a new password and print it")
@@ -57,11 +58,11 @@ class Command(BaseCommand):
         rnd.refresh_from_db()
         if rnd.status == StudyRound.Status.READY:
             rnd = round_transition(round_id=rnd.pk, to=StudyRound.Status.OPEN)
-        base = settings.SITE_URL
+        base = _base_url(addrport)
         self.stdout.write(self.style.SUCCESS(f"Demo round #{rnd.pk} is {rnd.status}."))
         self.stdout.write(f"  Researcher page: {base}{reverse('research:round_detail', args=[rnd.pk])}")
         self.stdout.write(f"  Gallery:         {base}{reverse('research:round_gallery', args=[rnd.pk])}")
-        self.stdout.write(f"  Annotator link:  {selectors.annotator_url(rnd)}")
+        self.stdout.write(f"  Annotator link:  {selectors.annotator_url(rnd, base)}")
         if render_services.spec_is_tiny(rnd.config.get("generation") or {}):
             self.stdout.write(self.style.WARNING(
                 "  Tiny random weights: images are noise-like, for trying the workflow only. Put the checkpoints "
@@ -148,3 +149,12 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{failed.count()} demo render(s) failed: {failed.first().error}\nFix the cause and run the demo again."
             )
+
+
+def _base_url(addrport: str) -> str:
+    """Where the printed links point: SITE_URL, unless --addrport moved the server elsewhere."""
+    if addrport == DEFAULT_ADDRPORT:
+        return settings.SITE_URL
+    host, _, port = addrport.rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}"
