@@ -220,7 +220,7 @@ def _gold_draw(pool) -> tuple:
     drawn whether or not this request needs one (the database function decides)."""
     if not pool:
         return None, None, None, None
-    gold_id, gold_prompt_id, _text = _sysrandom.choice(pool)
+    gold_id, gold_prompt_id = _sysrandom.choice(pool)
     decoy = None
     for _ in range(8):  # a render of another prompt, almost always at the first draw
         candidate = _sysrandom.choice(pool)
@@ -233,11 +233,11 @@ def _gold_draw(pool) -> tuple:
     return gold_id, gold_prompt_id, decoy, _sysrandom.choice(("left", "right"))
 
 
-_gold_pools: dict[str, tuple[tuple[int, int, str], ...]] = {}
+_gold_pools: dict[str, tuple[tuple[int, int], ...]] = {}
 
 
-def _gold_pool(round_token: str) -> tuple[tuple[int, int, str], ...]:
-    """(render id, prompt id, prompt text) of every finished render of a round, read once per
+def _gold_pool(round_token: str) -> tuple[tuple[int, int], ...]:
+    """(render id, prompt id) of every finished render of a round, read once per
     process when the round is open: an open round's images are frozen (renders.py refuses to
     touch them), and drawing from the list beats ``ORDER BY random()`` over every render."""
     pool = _gold_pools.get(round_token)
@@ -246,7 +246,7 @@ def _gold_pool(round_token: str) -> tuple[tuple[int, int, str], ...]:
             Render.objects.filter(round__token=round_token, round__status=StudyRound.Status.OPEN,
                                   status=Render.Status.DONE)
             .order_by("id")
-            .values_list("id", "prompt_id", "prompt__text")
+            .values_list("id", "prompt_id")
         )
         if pool:  # an empty one is not remembered: the round may not be open yet
             if len(_gold_pools) >= 64:
