@@ -18,7 +18,7 @@ DROP FUNCTION IF EXISTS studyapp_trial_next_id(bigint, text, text, timestamptz, 
 DROP FUNCTION IF EXISTS studyapp_gold_trial(bigint, text, text, int, timestamptz, int, bigint, bigint, bigint, text, text, text);
 DROP FUNCTION IF EXISTS studyapp_annotator_complete(bigint, timestamptz);
 DROP FUNCTION IF EXISTS studyapp_annotator_qc(bigint);
-DROP FUNCTION IF EXISTS studyapp_annotator_lock(bigint, text, text);
+DROP FUNCTION IF EXISTS studyapp_annotator_locked(bigint, text, text);
 """
 
 

@@ -13,14 +13,17 @@
 --
 -- Lock order, everywhere: annotator row -> trial rows -> item rows (allocation.py explains why).
 
--- Lock the annotator's row, by id or by pseudonym and round token (the cookie); its id, or NULL.
--- Every write of an annotator's trials starts here, so one annotator's concurrent requests
--- (double clicks, two tabs) take turns. Two statements, each with its own index lookup.
-CREATE OR REPLACE FUNCTION studyapp_annotator_lock(p_annotator_id bigint, p_pseudonym text, p_round_token text)
-RETURNS bigint
+-- Lock the annotator's row, by id or by pseudonym and round token (the cookie), then read it
+-- with its round. Every write of an annotator's trials starts here, so one annotator's
+-- concurrent requests (double clicks, two tabs) take turns. The read is a statement of its own,
+-- after the lock, so it sees the row as the last request left it. refusal: 'no_annotator'
+-- (nothing else set), 'round_closed' or 'round_not_open', else NULL.
+CREATE OR REPLACE FUNCTION studyapp_annotator_locked(p_annotator_id bigint, p_pseudonym text, p_round_token text)
+RETURNS TABLE (annotator_id bigint, status text, round_id bigint, config jsonb, refusal text)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
+    v_round_status text;
 BEGIN
     IF p_annotator_id IS NOT NULL THEN
         SELECT an.id INTO v_id FROM studyapp_annotator an WHERE an.id = p_annotator_id FOR UPDATE;
@@ -30,7 +33,14 @@ BEGIN
          WHERE an.pseudonym = p_pseudonym AND r.token = p_round_token
            FOR UPDATE OF an;
     END IF;
-    RETURN v_id;
+    SELECT an.id, an.status, an.round_id, r.config, r.status
+      INTO annotator_id, status, round_id, config, v_round_status
+      FROM studyapp_annotator an JOIN studyapp_studyround r ON r.id = an.round_id
+     WHERE an.id = v_id;
+    refusal := CASE WHEN NOT FOUND THEN 'no_annotator'
+                    WHEN v_round_status = 'closed' THEN 'round_closed'
+                    WHEN v_round_status <> 'open' THEN 'round_not_open' END;
+    RETURN NEXT;
 END $$;
 
 -- (checks passed, checks answered) -> qc_status, stored when it changed; returns it.
@@ -125,7 +135,6 @@ CREATE OR REPLACE FUNCTION studyapp_trial_next_id(
                  phase text, number int, total int)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_annotator bigint;
     a record;
     v_practice int;
     v_quota int;
@@ -141,18 +150,9 @@ DECLARE
     v_any boolean;
     v_id bigint;
 BEGIN
-    v_annotator := studyapp_annotator_lock(p_annotator_id, p_pseudonym, p_round_token);
-    -- A statement of its own, after the lock: it reads the row as the last request left it.
-    SELECT an.id, an.status, an.round_id, r.status AS round_status, r.config
-      INTO a
-      FROM studyapp_annotator an JOIN studyapp_studyround r ON r.id = an.round_id
-     WHERE an.id = v_annotator;
-    IF NOT FOUND THEN
-        code := 'no_annotator'; RETURN NEXT; RETURN;
-    END IF;
-    code := NULL; status := a.status; round_id := a.round_id; config := a.config::text;
-    IF a.round_status <> 'open' THEN
-        code := CASE WHEN a.round_status = 'closed' THEN 'round_closed' ELSE 'round_not_open' END;
+    SELECT * INTO a FROM studyapp_annotator_locked(p_annotator_id, p_pseudonym, p_round_token);
+    code := a.refusal; status := a.status; round_id := a.round_id; config := a.config::text;
+    IF code IS NOT NULL THEN
         RETURN NEXT; RETURN;
     END IF;
     IF a.status IN ('completed', 'screened_out') THEN
@@ -172,7 +172,7 @@ BEGIN
            coalesce(array_agg(t.item_id) FILTER (WHERE t.item_id IS NOT NULL), '{}'),
            coalesce(array_agg(t.id ORDER BY t.position) FILTER (WHERE t.answered_at IS NULL AND t.lease_expires_at IS NOT NULL), '{}')
       INTO v_max_position, v_main_live, v_practice_live, v_seen, v_open
-      FROM studyapp_trial t WHERE t.annotator_id = a.id;
+      FROM studyapp_trial t WHERE t.annotator_id = a.annotator_id;
 
     IF a.status = 'practice' THEN
         phase := 'practice'; total := v_practice;
@@ -181,13 +181,13 @@ BEGIN
         END IF;
         IF v_practice_live < v_practice THEN
             IF p_gold_render IS NULL THEN code := 'no_images'; RETURN NEXT; RETURN; END IF;
-            trial_id := studyapp_gold_trial(a.id, 'practice', (ARRAY['realism', 'alignment'])[v_practice_live % 2 + 1],
+            trial_id := studyapp_gold_trial(a.annotator_id, 'practice', (ARRAY['realism', 'alignment'])[v_practice_live % 2 + 1],
                                             v_max_position + 1, p_now, v_lease, p_gold_render, p_gold_prompt,
                                             p_decoy_render, p_gold_side, p_left_token, p_right_token);
             code := 'trial'; number := v_practice_live + 1; RETURN NEXT; RETURN;
         END IF;
         -- Practice finished (normally set when the last one is answered).
-        UPDATE studyapp_annotator SET status = 'active' WHERE id = a.id;
+        UPDATE studyapp_annotator SET status = 'active' WHERE id = a.annotator_id;
         status := 'active';
     END IF;
 
@@ -211,13 +211,13 @@ BEGIN
     END LOOP;
 
     IF v_main >= v_quota THEN
-        PERFORM studyapp_annotator_complete(a.id, p_now);
+        PERFORM studyapp_annotator_complete(a.annotator_id, p_now);
         code := 'done'; status := 'completed'; RETURN NEXT; RETURN;
     END IF;
     number := v_main + 1;
     IF v_main = ANY(p_attention_slots) THEN
         IF p_gold_render IS NULL THEN code := 'no_images'; RETURN NEXT; RETURN; END IF;
-        trial_id := studyapp_gold_trial(a.id, 'attention', p_attention_criterion, v_max_position + 1, p_now, v_lease,
+        trial_id := studyapp_gold_trial(a.annotator_id, 'attention', p_attention_criterion, v_max_position + 1, p_now, v_lease,
                                         p_gold_render, p_gold_prompt, p_decoy_render, p_gold_side,
                                         p_left_token, p_right_token);
         code := 'trial'; RETURN NEXT; RETURN;
@@ -242,7 +242,7 @@ BEGIN
             INSERT INTO studyapp_trial (annotator_id, item_id, kind, position, prompt_id, left_render_id, right_render_id,
                                         left_variant, right_variant, left_token, right_token, check_criterion,
                                         expected_side, served_at, lease_expires_at, answered_at)
-            VALUES (a.id, v_pick.id, 'regular', v_max_position + 1, v_pick.prompt_id,
+            VALUES (a.annotator_id, v_pick.id, 'regular', v_max_position + 1, v_pick.prompt_id,
                     CASE WHEN p_swap THEN v_pick.render_b_id ELSE v_pick.render_a_id END,
                     CASE WHEN p_swap THEN v_pick.render_a_id ELSE v_pick.render_b_id END,
                     'plain', 'plain', p_left_token, p_right_token, '', '', p_now,
@@ -256,7 +256,7 @@ BEGIN
                         WHERE ci.round_id = a.round_id AND ci.assigned < ci.target_votes AND ci.id <> ALL(v_seen))
           INTO v_any;
         IF NOT v_any THEN
-            PERFORM studyapp_annotator_complete(a.id, p_now);
+            PERFORM studyapp_annotator_complete(a.annotator_id, p_now);
             code := 'done'; status := 'completed'; number := NULL; RETURN NEXT; RETURN;
         END IF;
         PERFORM pg_sleep(p_pick_retry_s * (0.5 + random()));
@@ -306,7 +306,6 @@ CREATE OR REPLACE FUNCTION studyapp_trial_answer(
                  check_criterion text, expected_side text)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_annotator bigint;
     a record;
     t record;
     v_min_view int;
@@ -314,18 +313,9 @@ DECLARE
     v_main_done int;
     v_practice_done int;
 BEGIN
-    v_annotator := studyapp_annotator_lock(p_annotator_id, p_pseudonym, p_round_token);
-    -- A statement of its own, after the lock: it reads the row as the last request left it.
-    SELECT an.id, an.status, an.round_id, r.status AS round_status, r.config
-      INTO a
-      FROM studyapp_annotator an JOIN studyapp_studyround r ON r.id = an.round_id
-     WHERE an.id = v_annotator;
-    IF NOT FOUND THEN
-        code := 'no_annotator'; RETURN NEXT; RETURN;
-    END IF;
-    status := a.status; round_id := a.round_id; config := a.config::text;
-    IF a.round_status <> 'open' THEN
-        code := CASE WHEN a.round_status = 'closed' THEN 'round_closed' ELSE 'round_not_open' END;
+    SELECT * INTO a FROM studyapp_annotator_locked(p_annotator_id, p_pseudonym, p_round_token);
+    code := a.refusal; status := a.status; round_id := a.round_id; config := a.config::text;
+    IF code IS NOT NULL THEN
         RETURN NEXT; RETURN;
     END IF;
     SELECT tr.id, tr.item_id, tr.kind, tr.check_criterion, tr.expected_side, tr.served_at, tr.lease_expires_at,
@@ -334,7 +324,7 @@ BEGIN
       FROM studyapp_trial tr
       JOIN studyapp_render lr ON lr.id = tr.left_render_id
       JOIN studyapp_render rr ON rr.id = tr.right_render_id
-     WHERE tr.annotator_id = a.id AND tr.position = p_position
+     WHERE tr.annotator_id = a.annotator_id AND tr.position = p_position
        FOR UPDATE OF tr;
     IF NOT FOUND THEN
         code := 'no_such_trial'; RETURN NEXT; RETURN;
@@ -369,19 +359,19 @@ BEGIN
     code := 'recorded';
     IF t.kind = 'practice' THEN
         SELECT count(*) INTO v_practice_done FROM studyapp_trial x
-         WHERE x.annotator_id = a.id AND x.answered_at IS NOT NULL AND x.kind = 'practice';
+         WHERE x.annotator_id = a.annotator_id AND x.answered_at IS NOT NULL AND x.kind = 'practice';
         IF v_practice_done >= (a.config ->> 'practice_trials')::int AND a.status = 'practice' THEN
-            UPDATE studyapp_annotator SET status = 'active' WHERE id = a.id;
+            UPDATE studyapp_annotator SET status = 'active' WHERE id = a.annotator_id;
             status := 'active';
         END IF;
     ELSE
         IF t.kind = 'attention' THEN
-            PERFORM studyapp_annotator_qc(a.id);
+            PERFORM studyapp_annotator_qc(a.annotator_id);
         END IF;
         SELECT count(*) INTO v_main_done FROM studyapp_trial x
-         WHERE x.annotator_id = a.id AND x.answered_at IS NOT NULL AND x.kind <> 'practice';
+         WHERE x.annotator_id = a.annotator_id AND x.answered_at IS NOT NULL AND x.kind <> 'practice';
         IF v_main_done >= (a.config ->> 'trials_per_annotator')::int THEN
-            PERFORM studyapp_annotator_complete(a.id, p_now);
+            PERFORM studyapp_annotator_complete(a.annotator_id, p_now);
             status := 'completed';
         END IF;
     END IF;

@@ -13,9 +13,9 @@ OUTCOMES = {"trial", "done", "recorded", "answered"}
 
 
 def test_every_code_the_functions_return_has_a_message_for_the_annotator():
-    codes = {
-        c for line in SQL.splitlines() if "code :=" in line for c in re.findall(r"(?:code := |THEN |ELSE )'([a-z_]+)'", line)
-    }
+    # Values assigned to ``code`` or ``refusal`` (studyapp_annotator_locked's, which callers return).
+    assignments = re.findall(r"\b(?:code|refusal) :=([^;]*);", SQL)
+    codes = {c for a in assignments for c in re.findall(r"(?:^ |THEN |ELSE )'([a-z_]+)'", a)}
     assert {"no_annotator", "round_closed", "round_not_open", "busy", "too_fast"} <= codes
     unhandled = codes - OUTCOMES - set(REFUSALS)
     assert not unhandled, f"codes without a message in annotators.REFUSALS: {sorted(unhandled)}"
