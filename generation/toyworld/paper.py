@@ -99,27 +99,40 @@ def blip_scores(models, images: dict[str, np.ndarray], prompts: list[str]) -> di
     return out
 
 
-def _grid_figure(path: Path, images: dict[str, np.ndarray], prompts: list[str], seeds: list[int], rows: list[int], title: str):
+def _image_grid(path: Path, cells, col_titles: list[str], row_labels: list[str], title: str, cell: tuple[float, float],
+                margin: tuple[float, float], title_size: int, label_size: int):
+    """Save a grid of images, ``cells[i][j]`` at row i and column j, titled and labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    conds = list(images)
-    fig, axes = plt.subplots(len(rows), len(conds), figsize=(1.35 * len(conds) + 2.2, 1.35 * len(rows) + 0.6))
-    for i, row in enumerate(rows):
-        for j, cond in enumerate(conds):
+    n_rows, n_cols = len(row_labels), len(col_titles)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell[0] * n_cols + margin[0], cell[1] * n_rows + margin[1]))
+    for i in range(n_rows):
+        for j in range(n_cols):
             ax = axes[i, j]
-            ax.imshow(images[cond][row], interpolation="nearest")
+            ax.imshow(cells[i][j], interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
-                ax.set_title(cond if cond != "NONE" else "unguided", fontsize=9)
+                ax.set_title(col_titles[j], fontsize=title_size)
             if j == 0:
-                ax.set_ylabel(prompts[row], rotation=0, ha="right", va="center", fontsize=8)
+                ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=label_size)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _label(cond: str) -> str:
+    return cond if cond != "NONE" else "unguided"
+
+
+def _grid_figure(path: Path, images: dict[str, np.ndarray], prompts: list[str], seeds: list[int], rows: list[int], title: str):
+    conds = list(images)
+    cells = [[images[cond][row] for cond in conds] for row in rows]
+    _image_grid(path, cells, [_label(c) for c in conds], [prompts[row] for row in rows], title,
+                cell=(1.35, 1.35), margin=(2.2, 0.6), title_size=9, label_size=8)
 
 
 def _bar_figure(path: Path, table: dict[str, dict[str, float]], conds: list[str], ylabel: str, title: str):
@@ -168,26 +181,10 @@ def _preference_figure(path: Path, prefs: dict[str, dict[str, dict]]):
 
 
 def _steps_figure(path: Path, frames: dict[str, np.ndarray], prompt: str, picks: list[int]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     conds = list(frames)
-    fig, axes = plt.subplots(len(conds), len(picks), figsize=(1.2 * len(picks) + 1.5, 1.25 * len(conds) + 0.6))
-    for i, cond in enumerate(conds):
-        for j, k in enumerate(picks):
-            ax = axes[i, j]
-            ax.imshow(frames[cond][k], interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(f"step {k + 1}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(cond if cond != "NONE" else "unguided", rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle(f"predicted x̂0 during sampling: “{prompt}”", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    cells = [[frames[cond][k] for k in picks] for cond in conds]
+    _image_grid(path, cells, [f"step {k + 1}" for k in picks], [_label(c) for c in conds],
+                f"predicted x̂0 during sampling: “{prompt}”", cell=(1.2, 1.25), margin=(1.5, 0.6), title_size=8, label_size=9)
 
 
 def main(argv: list[str] | None = None) -> dict:
