@@ -138,9 +138,15 @@ def prompt_set_import(*, name: str, data: bytes, filename: str = "file", title: 
     if PromptSet.objects.filter(name=slug).exists():
         raise ImportFileError([f"name {slug!r}: a prompt set with this name exists; choose another name"], what="prompt set")
     parsed = parse_prompt_file(data, filename=filename)
-    prompt_set = PromptSet.objects.create(name=slug, title=title or slug, source=source or f"imported from {filename}", builtin=builtin)
-    Prompt.objects.bulk_create(
-        Prompt(prompt_set=prompt_set, position=i, text=p.text, category=p.category, external_id=p.external_id)
+    return _prompt_set_create(PromptSet, Prompt, parsed, name=slug, title=title or slug,
+                              source=source or f"imported from {filename}", builtin=builtin)
+
+
+def _prompt_set_create(prompt_set_model, prompt_model, parsed: list[ParsedPrompt], **fields):
+    """A prompt set and its prompts in file order (the models: current ones, or a migration's)."""
+    prompt_set = prompt_set_model.objects.create(**fields)
+    prompt_model.objects.bulk_create(
+        prompt_model(prompt_set=prompt_set, position=i, text=p.text, category=p.category, external_id=p.external_id)
         for i, p in enumerate(parsed)
     )
     return prompt_set
@@ -156,10 +162,6 @@ def builtin_prompt_sets_load(prompt_set_model=PromptSet, prompt_model=Prompt) ->
         if prompt_set_model.objects.filter(name=spec.name).exists():
             continue
         parsed = parse_prompt_file(spec.path.read_bytes(), filename=spec.path.name)
-        ps = prompt_set_model.objects.create(name=spec.name, title=spec.title, source=spec.source, builtin=True)
-        prompt_model.objects.bulk_create(
-            prompt_model(prompt_set=ps, position=i, text=p.text, category=p.category, external_id=p.external_id)
-            for i, p in enumerate(parsed)
-        )
-        loaded.append(ps)
+        loaded.append(_prompt_set_create(prompt_set_model, prompt_model, parsed,
+                                         name=spec.name, title=spec.title, source=spec.source, builtin=True))
     return loaded
