@@ -150,10 +150,11 @@ def render_unit(
     try:
         rnd = StudyRound.objects.get(pk=round_id)
         from generation.checkpoints import CheckpointError
-        from generation.spec import GenerationSpec, SpecError
+        from generation.presets import spec_from_config
+        from generation.spec import SpecError
 
         try:
-            gspec = GenerationSpec.from_dict(spec)
+            gspec = spec_from_config(spec)
         except SpecError as exc:
             fail_all(f"invalid generation spec: {exc}")
             return counts

@@ -199,11 +199,12 @@ class RoundConfig:
 def _normalise_generation(generation: dict, problems: list[str]) -> dict:
     """Validate the generation spec with the generation core's own rules; return its canonical dict."""
     try:
-        from generation.spec import GenerationSpec, SpecError
+        from generation.presets import canonical_config
+        from generation.spec import SpecError
     except ImportError:  # the core is optional for a study on imported renders
         return dict(generation)
     try:
-        return GenerationSpec.from_dict(generation).to_dict()
+        return canonical_config(generation)
     except SpecError as exc:
         details = getattr(exc, "problems", None) or [str(exc)]
         problems.extend(f"generation.{p}" if not str(p).startswith("generation") else str(p) for p in details)
@@ -212,7 +213,7 @@ def _normalise_generation(generation: dict, problems: list[str]) -> dict:
 
 def spec_hash_of(generation: dict) -> str:
     try:
-        from generation.spec import GenerationSpec
+        from generation.presets import spec_from_config
     except ImportError:
         return ""
-    return GenerationSpec.from_dict(generation).spec_hash()
+    return spec_from_config(generation).spec_hash()

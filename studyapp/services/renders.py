@@ -153,11 +153,12 @@ def round_spec(rnd: StudyRound) -> dict:
 
 def spec_batch_size(spec: dict) -> int:
     try:
-        from generation.spec import GenerationSpec, SpecError
+        from generation.presets import spec_from_config
+        from generation.spec import SpecError
     except ImportError:  # the core is optional in a web process that only imports renders
         return int(spec.get("batch_size", DEFAULT_BATCH_SIZE))
     try:
-        return GenerationSpec.from_dict(spec).batch_size
+        return spec_from_config(spec).batch_size
     except SpecError as exc:
         raise RenderError(f"the round's generation spec is invalid: {exc}") from None
 

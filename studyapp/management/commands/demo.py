@@ -92,22 +92,22 @@ class Command(BaseCommand):
             )
 
     def _demo_round(self, prompts: int, tiny: bool = False) -> StudyRound:
-        from generation.spec import GenerationSpec
-
         if real_weights_present():
             self.stdout.write(f"Checkpoints found in {settings.WEIGHTS_DIR}: rendering with the real models "
                               "(minutes per image without a GPU).")
-            return self._round(DEMO_ROUND, "drawbench", prompts, ["SHIFT", "ITC", "CAP", "BLEND"], 1, GenerationSpec())
+            return self._round(DEMO_ROUND, "drawbench", prompts, ["SHIFT", "ITC", "CAP", "BLEND"], 1,
+                               {"preset": "paper"})
         if tiny:
             self.stdout.write(f"No checkpoints in {settings.WEIGHTS_DIR}: rendering with the tiny random-weight presets.")
             return self._round(DEMO_ROUND, "drawbench", prompts, ["SHIFT", "ITC", "CAP", "BLEND"], 1,
-                               GenerationSpec.tiny(batch_size=4))
+                               {"preset": "tiny"})
         self.stdout.write(f"No checkpoints in {settings.WEIGHTS_DIR}: rendering with the toy world's trained 32x32 "
                           "models (docs/toyworld/README.md).")
         return self._round(DEMO_TOY_ROUND, "toyworld", prompts, ["SHIFT", "ITC", "ITM", "CAP", "BLEND"], 2,
-                           GenerationSpec.toy())
+                           {"preset": "toy"})
 
-    def _round(self, name: str, prompt_set: str, prompts: int, objectives: list[str], seeds: int, spec) -> StudyRound:
+    def _round(self, name: str, prompt_set: str, prompts: int, objectives: list[str], seeds: int,
+               generation: dict) -> StudyRound:
         """The newest round of that name, or a new one (the demo may be run again)."""
         rnd = StudyRound.objects.filter(name=name).order_by("-created_at").first()
         if rnd is not None:
@@ -116,7 +116,7 @@ class Command(BaseCommand):
         config = {
             "name": name, "prompt_set": prompt_set, "prompt_limit": prompts, "objectives": objectives,
             "seeds_per_prompt": seeds, "comparisons": "shift-vs-baselines", "votes_per_item": 3,
-            "trials_per_annotator": 8, "attention_check_rate": 0.15, "generation": spec.to_dict(),
+            "trials_per_annotator": 8, "attention_check_rate": 0.15, "generation": generation,
         }
         try:
             rnd = round_create(config=config)
