@@ -18,6 +18,7 @@ OBJECTIVES = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
 FOCAL = "SHIFT"
 COMPARISON_MODES = ("shift-vs-baselines", "all-pairs")
 TIE_RULES = ("exclude", "half")
+MAX_CONSENT_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class RoundConfig:
     tie_rule: str = "exclude"
     exclusions: Exclusions = field(default_factory=Exclusions)
     prolific_completion_url: str = ""
+    # The round's own consent text (researcher contact, ethics approval, payment, data use);
+    # empty: the platform's default consent page.
+    consent_text: str = ""
 
     REQUIRED = (
         "name",
@@ -166,6 +170,15 @@ class RoundConfig:
         if not isinstance(url, str) or (url and not url.startswith("https://")):
             problems.append("prolific_completion_url: must be empty or an https:// URL")
 
+        consent = data.get("consent_text", "")
+        if not isinstance(consent, str):
+            problems.append(f"consent_text: must be a string, got {type(consent).__name__}")
+            consent = ""
+        elif len(consent) > MAX_CONSENT_CHARS:
+            problems.append(f"consent_text: at most {MAX_CONSENT_CHARS} characters, got {len(consent)}")
+        elif "\x00" in consent:
+            problems.append("consent_text: contains a NUL character")
+
         generation = data.get("generation", {})
         if not isinstance(generation, dict):
             problems.append("generation: must be an object with the generation spec's fields")
@@ -193,6 +206,7 @@ class RoundConfig:
             tie_rule=tie_rule,
             exclusions=exclusions,
             prolific_completion_url=url,
+            consent_text=consent.strip(),
         )
 
 

@@ -57,3 +57,16 @@ def test_exclusions_are_validated(round_config):
 
 def test_not_an_object():
     assert problems_of([1, 2]) == ["the config must be a JSON object"]
+
+
+def test_consent_text_is_optional_and_validated(round_config):
+    from studyapp.exceptions import ConfigError
+    from studyapp.round_config import MAX_CONSENT_CHARS, RoundConfig
+
+    assert RoundConfig.from_dict(round_config).consent_text == ""
+    assert RoundConfig.from_dict({**round_config, "consent_text": "  Contact: a@b.c  "}).consent_text == "Contact: a@b.c"
+    assert RoundConfig.from_dict({**round_config, "consent_text": "x" * MAX_CONSENT_CHARS}).consent_text
+    for bad in ("x" * (MAX_CONSENT_CHARS + 1), "a\x00b", 3, None):
+        with pytest.raises(ConfigError) as exc:
+            RoundConfig.from_dict({**round_config, "consent_text": bad})
+        assert "consent_text" in str(exc.value.problems)
