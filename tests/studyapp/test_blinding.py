@@ -116,7 +116,9 @@ def run_session(rnd) -> Recorder:
         if answered == 2:
             undo = rec.get(u("api_undo")).json()
             data = rec.post(u("api_answer") + "?next=1", {"position": undo["trial"]["position"], "realism": "left",
-                                                          "alignment": "tie"}).json()
+                                                          "alignment": "tie", "revise": "1"}).json()
+            # A stale tab's different answer: refused, and the refusal is annotator-facing too.
+            rec.post(u("api_answer"), {"position": undo["trial"]["position"], "realism": "right", "alignment": "right"})
         # Errors are annotator-facing too.
         rec.post(u("api_answer"), {"position": "999", "realism": "left", "alignment": "left"})
         rec.post(u("api_answer"), {"position": "x"})
