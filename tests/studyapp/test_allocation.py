@@ -352,3 +352,55 @@ def test_practice_trials_come_first_with_feedback(cfg):
     assert nxt.progress.phase == "main" and nxt.progress.number == 1
     ann.refresh_from_db()
     assert ann.status == "active"
+
+
+def test_known_answer_trials_never_show_an_image_the_annotator_has_seen(cfg):
+    """Issue 11, item 5: the practice pair must not come back as an attention check (nor any
+    image shown before); checked over every known-answer trial of several annotators."""
+    rnd = make_ready_round(cfg, practice_trials=2, trials_per_annotator=12, attention_check_rate=0.4, votes_per_item=6)
+    checks = 0
+    for _ in range(4):
+        ann = make_active_annotator(rnd)
+        run_annotator(ann, choose=lambda t: (t.expected_side or "left", t.expected_side or "left"))
+        seen: set[int] = set()
+        for t in Trial.objects.filter(annotator=ann).order_by("position"):
+            if t.kind == "attention":
+                assert {t.left_render_id, t.right_render_id}.isdisjoint(seen), t.position
+                checks += 1
+            seen |= {t.left_render_id, t.right_render_id}
+    assert checks >= 4 * 4  # round(0.4 * 12) = 5 slots each; a slot may fall back when nothing unseen is left
+
+
+def gold_pick(renders, prompts, seen, strict):
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT * FROM studyapp_gold_pick(%s::bigint[], %s::bigint[], %s::bigint[], %s)",
+                    [renders, prompts, seen, strict])
+        return cur.fetchone()
+
+
+def test_gold_pick_takes_the_first_unseen_and_an_unseen_decoy_of_another_prompt():
+    # candidates (render, prompt): (1, 10) (2, 10) (3, 20) (4, 30)
+    r, p = [1, 2, 3, 4], [10, 10, 20, 30]
+    assert gold_pick(r, p, [], True) == (1, 10, 3)  # decoy: not render 2 (same prompt)
+    assert gold_pick(r, p, [1], True) == (2, 10, 3)
+    assert gold_pick(r, p, [1, 3], True) == (2, 10, 4)
+    assert gold_pick(r, p, [1, 2, 3], True) == (4, 30, None)  # nothing unseen of another prompt: realism
+    assert gold_pick(r, p, [1, 2, 3, 4], True) == (None, None, None)  # an attention slot falls back
+    assert gold_pick(r, p, [1, 2, 3, 4], False) == (1, 10, None)  # practice still gets its trial
+    assert gold_pick([], [], [], False) == (None, None, None)
+
+
+def test_an_attention_slot_with_every_image_seen_becomes_a_regular_trial(cfg):
+    # 2 prompts x 1 seed x 4 objectives = 8 renders, 6 items; one annotator sees them all.
+    rnd = make_ready_round(cfg, prompt_limit=2, seeds_per_prompt=1, trials_per_annotator=6, attention_check_rate=0.5,
+                           practice_trials=0)
+    ann = make_active_annotator(rnd)
+    run_annotator(ann)
+    seen: set[int] = set()
+    for t in Trial.objects.filter(annotator=ann).order_by("position"):
+        if t.kind == "attention":
+            assert {t.left_render_id, t.right_render_id}.isdisjoint(seen)
+        seen |= {t.left_render_id, t.right_render_id}
+    assert items_consistency_problems(round_id=rnd.pk) == []
