@@ -149,7 +149,7 @@
       }
       if (data.feedback) {
         state.pending = data;
-        $("feedback-text").textContent = data.feedback.message;
+        showFeedbackText(data.feedback);
         feedback.className = "feedback " + (data.feedback.correct ? "ok" : "bad");
         feedback.hidden = false;
         setLocked(true);
@@ -159,6 +159,20 @@
       }
       applyReply(data);
     });
+  }
+
+  function showFeedbackText(fb) {
+    // "Correct! The left image ..." on a laptop, "... The top image ..." on a phone.
+    var box = $("feedback-text");
+    var names = fb.expected === "left" ? ["left", "top"] : ["right", "bottom"];
+    box.textContent = fb.verdict + " The ";
+    [["wide", names[0]], ["narrow-only", names[1]]].forEach(function (pair) {
+      var span = document.createElement("span");
+      span.className = pair[0];
+      span.textContent = pair[1];
+      box.appendChild(span);
+    });
+    box.appendChild(document.createTextNode(" image was the clear answer: " + fb.why));
   }
 
   function continueAfterFeedback() {

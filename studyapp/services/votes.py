@@ -134,16 +134,20 @@ def _feedback(kind: str, crit: str, side: str, answer: Answer) -> dict | None:
         return None
     given = answer.choices[crit]
     if crit == Criterion.REALISM:
-        why = f"The {side} image was the clear answer: the other one was blurred, noisy and blocky on purpose."
+        why = "the other one was blurred, noisy and blocky on purpose."
         question = "photo-realism"
     else:
-        why = f"The {side} image was the clear answer: the other one was made for a different text."
+        why = "the other one was made for a different text."
         question = "text match"
+    verdict = "Correct!" if given == side else "Not quite."
+    # ``verdict`` and ``why`` let the page name the side as a phone shows it (top/bottom).
     return {
         "correct": given == side,
         "criterion": question,
         "expected": side,
-        "message": ("Correct! " if given == side else "Not quite. ") + why,
+        "verdict": verdict,
+        "why": why,
+        "message": f"{verdict} The {side} image was the clear answer: {why}",
     }
 
 

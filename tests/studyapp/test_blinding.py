@@ -27,7 +27,7 @@ OBJECTIVE_RE = re.compile(rf"(?<!{_B})({'|'.join(OBJECTIVES)})(?!{_B})", re.IGNO
 WORDS_RE = re.compile(rf"(?<!{_B})(render|renders|seed|seeds|objective|objectives|item_id|render_id|provenance|guidance)(?!{_B})", re.IGNORECASE)
 JSON_KEYS = {"ok", "trial", "done_url", "outcome", "position", "feedback", "phase", "number", "total", "prompt", "left",
              "right", "min_view_ms", "answers", "revising", "error", "message", "correct", "criterion", "expected",
-             "next_error", "realism", "alignment"}
+             "next_error", "realism", "alignment", "verdict", "why"}
 PNG_ALLOWED_CHUNKS = {b"IHDR", b"IDAT", b"IEND"}
 
 
