@@ -195,7 +195,7 @@ CREATE_LIMIT = 10
 CREATE_WINDOW_S = 600
 
 
-def _create_limit() -> tuple[int, int]:
+def create_limit() -> tuple[int, int]:
     """(annotators, per seconds): settings.ANNOTATE_CREATE_LIMIT, else the environment variable
     of that name as "N/SECONDS" (the load benchmark raises it), else 10 per 10 minutes."""
     value = getattr(settings, "ANNOTATE_CREATE_LIMIT", None) or os.environ.get("ANNOTATE_CREATE_LIMIT", "")
@@ -209,7 +209,7 @@ def admission_count(*, round_id: int, client: str, now: float | None = None) -> 
     """Count one more annotator created by ``client`` in round ``round_id``; return the count in
     the current window. The client's address is kept only as a salted hash, in the cache, for
     one window."""
-    limit, window = _create_limit()
+    limit, window = create_limit()
     now = time.time() if now is None else now
     digest = hashlib.sha256(f"{settings.SECRET_KEY}|{client}".encode()).hexdigest()[:32]
     key = f"annotate-create:{round_id}:{digest}:{int(now // window)}"
@@ -237,7 +237,7 @@ def annotator_consent(*, rnd: StudyRound, ids: PlatformIds, user_agent: str = ""
         return existing
     if round_capacity(rnd).items == 0:
         raise refusal("study_full")
-    if client and admission_count(round_id=rnd.pk, client=client, now=now) > _create_limit()[0]:
+    if client and admission_count(round_id=rnd.pk, client=client, now=now) > create_limit()[0]:
         raise refusal("too_many_sessions")
     fields = dict(round=rnd, prolific_study_id=ids.study_id, prolific_session_id=ids.session_id,
                   status=Status.CONSENTED, consent_at=timezone.now(), user_agent=user_agent.replace("\x00", "")[:300])

@@ -42,6 +42,7 @@ from studyapp.services.annotators import (
     annotator_resumable,
     completion_url,
     config_of,
+    create_limit,
     round_capacity,
     round_check_open,
     trials_on_offer,
@@ -246,6 +247,7 @@ def start(request, token: str):
         "token": token, "ids": ids, "trials": trials, "fewer": trials < cfg.trials_per_annotator,
         "practice": cfg.practice_trials, "minutes": minutes, "consent_text": cfg.consent_text,
         "malformed": PlatformIds.malformed(request.GET),
+        "window_minutes": -(-create_limit()[1] // 60),
     }
     return _page(request, "consent.html", context)
 

@@ -256,7 +256,7 @@ def consent_from(rnd, addr: str) -> int:
 @pytest.mark.parametrize("attempts, refused", [(9, 0), (10, 0), (11, 1), (20, 10)])
 def test_default_creation_limit_per_client_and_round(rnd, attempts, refused):
     """Default 10 per 10 minutes: below (9), at (10) and above (11, and the reported 20)."""
-    assert annotators._create_limit() == (10, 600)
+    assert annotators.create_limit() == (10, 600)
     statuses = [consent_from(rnd, "203.0.113.7") for _ in range(attempts)]
     assert statuses.count(302) == attempts - refused and statuses.count(429) == refused
     assert Annotator.objects.filter(round=rnd).count() == attempts - refused
@@ -289,7 +289,7 @@ def test_resuming_does_not_count_and_the_window_rolls_over(rnd, settings):
 def test_limit_from_the_environment(monkeypatch, settings):
     settings.ANNOTATE_CREATE_LIMIT = None
     monkeypatch.setenv("ANNOTATE_CREATE_LIMIT", "500/30")
-    assert annotators._create_limit() == (500, 30)
+    assert annotators.create_limit() == (500, 30)
 
 
 # -- issue 11, item 4: no places left, before consent ----------------------------------------
@@ -357,4 +357,4 @@ def test_the_default_consent_text_is_true_about_what_is_stored(rnd):
     for field in ("served_at", "answered_at"):
         assert field in {f.name for f in Trial._meta.concrete_fields}
     assert "saw and answered each comparison" in body and "how long each answer took" in body
-    assert "cookie" in body and "network address" in body
+    assert "cookie" in body and "network address" in body and "for at most 10 minutes" in body
