@@ -204,8 +204,11 @@
     state.zoom = side;
     if (!side) { lightbox.hidden = true; lightboxImg.removeAttribute("src"); return; }
     lightboxImg.src = imgs[side].src;
-    lightboxImg.alt = side === "left" ? "Left image, enlarged" : "Right image, enlarged";
-    $("lightbox-side").textContent = side === "left" ? "Left image" : "Right image";
+    // A phone stacks the images: there they are the top and the bottom one (annotate.css).
+    var stacked = window.matchMedia("(max-width: 700px)").matches;
+    var name = side === "left" ? (stacked ? "Top" : "Left") : (stacked ? "Bottom" : "Right");
+    lightboxImg.alt = name + " image, enlarged";
+    $("lightbox-side").textContent = name + " image";
     lightbox.hidden = false;
   }
 

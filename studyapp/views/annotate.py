@@ -360,6 +360,13 @@ def done(request, token: str):
     ann, away = _require(request, token, (Status.COMPLETED, Status.SCREENED_OUT))
     if away:
         return away
+    if ann.status == Status.COMPLETED and not Trial.objects.filter(
+        annotator=ann, answered_at__isnull=False, kind__in=(Trial.Kind.REGULAR, Trial.Kind.ATTENTION)
+    ).exists():
+        # The study filled up between consent and the first comparison: no code for 0 comparisons.
+        ids = PlatformIds(ann.prolific_pid, ann.prolific_study_id, ann.prolific_session_id)
+        return _page(request, "full.html", {"prolific": bool(ids.prolific_pid or ids.study_id or ids.session_id),
+                                            "late": True})
     return _page(request, "done.html", {
         "token": token,
         "screened_out": ann.status == Status.SCREENED_OUT,

@@ -145,6 +145,7 @@ def test_every_new_trial_starts_with_its_text_in_view(server, browser, round_con
             page.click("#img-left")  # the zoom view: smoothed like the inline images
             assert page.is_visible("#lightbox")
             assert page.eval_on_selector("#lightbox-img", "e => getComputedStyle(e).imageRendering") == "auto"
+            assert page.inner_text("#lightbox-side") == {"laptop": "Left image", "phone": "Top image"}[device]
             page.screenshot(path=str(SHOTS / f"zoom-{device}.png"))
             page.click("#lightbox")
             assert page.is_hidden("#lightbox")

@@ -358,3 +358,12 @@ def test_the_default_consent_text_is_true_about_what_is_stored(rnd):
         assert field in {f.name for f in Trial._meta.concrete_fields}
     assert "saw and answered each comparison" in body and "how long each answer took" in body
     assert "cookie" in body and "network address" in body and "for at most 10 minutes" in body
+
+
+def test_study_filling_up_after_consent_gives_no_code_for_zero_comparisons(rnd):
+    c = join(rnd, JOIN)  # consented and passed the check, no comparison yet
+    fill(rnd)
+    assert c.get(url(rnd, "api_next")).json()["trial"] is None  # nothing left: completed with 0 trials
+    r = c.get(url(rnd, "done"))
+    assert r.status_code == 200 and b"No places left" in r.content and b"Return submission" in r.content
+    assert rnd.completion_code.encode() not in r.content
