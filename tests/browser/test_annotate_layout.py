@@ -82,6 +82,7 @@ def enter_study(page, link: str, device: str):
     page.screenshot(path=str(SHOTS / f"consent-{device}.png"), full_page=True)
     page.click("#consent-yes")
     page.wait_for_url("**/instructions/")
+    page.screenshot(path=str(SHOTS / f"instructions-{device}.png"), full_page=True)
     page.click("#to-check")
     page.wait_for_url("**/check/")
     for field, value in (("q1", "b"), ("q2", "a"), ("q3", "c")):
