@@ -1,10 +1,38 @@
-/* The trial page, enhanced: keys, minimum viewing time, zoom, undo, answers over the JSON API.
- * Without this script the page is a plain form that posts and reloads.
+/* The annotator pages, enhanced. The trial page: keys, minimum viewing time, zoom, undo, answers
+ * over the JSON API; every new trial starts at the top of the page, its text in view. The done
+ * page: a button that copies the completion code. Without this script the trial page is a plain
+ * form that posts and reloads, and the code can be selected by hand.
  *
  * Keys: Q/W/E = photograph question left / can't decide / right; A/S/D = text question the same;
  * Enter = submit (or continue after practice feedback); U = change the previous answer;
  * Z = zoom left, then right, then close; Esc = close the zoom.
  */
+(function () {
+  "use strict";
+  var copyBtn = document.getElementById("copy-code");
+  if (copyBtn) {
+    var status = document.getElementById("copy-status");
+    copyBtn.hidden = false;
+    copyBtn.addEventListener("click", function () {
+      var text = document.getElementById(copyBtn.dataset.copyTarget).textContent.trim();
+      function done(ok) { status.textContent = ok ? "Copied." : "Could not copy: please select the code and copy it."; }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { done(true); }, function () { done(false); });
+        return;
+      }
+      // Plain HTTP (no Clipboard API): select the code so that one Ctrl+C / long press copies it.
+      var range = document.createRange();
+      range.selectNodeContents(document.getElementById(copyBtn.dataset.copyTarget));
+      var sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      done(ok);
+    });
+  }
+})();
+
 (function () {
   "use strict";
   var form = document.getElementById("trial-form");
@@ -63,6 +91,7 @@
 
   function showTrial(t) {
     form.elements.position.value = t.position;
+    form.elements.revise.value = t.revising ? "1" : "";
     $("prompt").textContent = t.prompt;
     $("phase-label").textContent = t.phase === "practice" ? "Practice" : "Comparison";
     if (t.number) {
@@ -78,6 +107,9 @@
     state.generation += 1;  // ignore load events of the previous images
     imgs.left.src = t.left;
     imgs.right.src = t.right;
+    // A new trial starts at the top: its text and first image in view (the Submit button the
+    // person just used may be below the fold).
+    window.scrollTo(0, 0);
     startClock();
   }
 
@@ -110,21 +142,37 @@
     request(form.dataset.apiAnswer + "?next=1", { method: "POST", body: new FormData(form) }).then(function (data) {
       state.busy = false;
       if (!data.ok) {
-        if (data.error === "trial_expired") { loadNext(data.message); return; }
+        // Expired, or already answered in another tab: say so and move on to the current trial.
+        if (data.error === "trial_expired" || data.error === "already_answered") { loadNext(data.message); return; }
         showError(data.message);
         return;
       }
       if (data.feedback) {
         state.pending = data;
-        $("feedback-text").textContent = data.feedback.message;
+        showFeedbackText(data.feedback);
         feedback.className = "feedback " + (data.feedback.correct ? "ok" : "bad");
         feedback.hidden = false;
         setLocked(true);
-        $("feedback-continue").focus();
+        $("feedback-continue").focus({ preventScroll: true });
+        feedback.scrollIntoView({ block: "nearest" });
         return;
       }
       applyReply(data);
     });
+  }
+
+  function showFeedbackText(fb) {
+    // "Correct! The left image ..." on a laptop, "... The top image ..." on a phone.
+    var box = $("feedback-text");
+    var names = fb.expected === "left" ? ["left", "top"] : ["right", "bottom"];
+    box.textContent = fb.verdict + " The ";
+    [["wide", names[0]], ["narrow-only", names[1]]].forEach(function (pair) {
+      var span = document.createElement("span");
+      span.className = pair[0];
+      span.textContent = pair[1];
+      box.appendChild(span);
+    });
+    box.appendChild(document.createTextNode(" image was the clear answer: " + fb.why));
   }
 
   function continueAfterFeedback() {
@@ -156,8 +204,11 @@
     state.zoom = side;
     if (!side) { lightbox.hidden = true; lightboxImg.removeAttribute("src"); return; }
     lightboxImg.src = imgs[side].src;
-    lightboxImg.alt = side === "left" ? "Left image, enlarged" : "Right image, enlarged";
-    $("lightbox-side").textContent = side === "left" ? "Left image" : "Right image";
+    // A phone stacks the images: there they are the top and the bottom one (annotate.css).
+    var stacked = window.matchMedia("(max-width: 700px)").matches;
+    var name = side === "left" ? (stacked ? "Top" : "Left") : (stacked ? "Bottom" : "Right");
+    lightboxImg.alt = name + " image, enlarged";
+    $("lightbox-side").textContent = name + " image";
     lightbox.hidden = false;
   }
 

@@ -54,10 +54,11 @@ from studyapp.services.annotators import config_for, refusal
 _sysrandom = secrets.SystemRandom()
 
 # One round trip: the database function allocates (or returns the open trial) under the
-# annotator's row lock and hands back the trial's columns (studyapp/sql/annotate_0005.sql).
+# annotator's row lock and hands back the trial's columns (studyapp/sql/annotate_0005.sql, its
+# allocation replaced by annotate_0006_unseen_checks.sql).
 _NEXT_SQL = """
 SELECT * FROM studyapp_trial_next(%s::bigint, %s::text, %s::text, %s::timestamptz, %s::int[], %s::boolean,
-                                  %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, %s::text, %s::text,
+                                  %s::text, %s::text, %s::bigint[], %s::bigint[], %s::text, %s::text,
                                   %s::int, %s::float8)
 """
 _TRIAL_FIELDS = [
@@ -178,11 +179,12 @@ def trial_next(*, annotator_id: int | None = None, pseudonym: str | None = None,
         raise refusal("no_annotator")
     cfg, pool = facts
     slots = _slots_literal(pseudonym, cfg.trials_per_annotator, cfg.attention_check_rate)
-    gold = _gold_draw(pool)
+    gold = _gold_candidates(pool)
     with connection.cursor() as cur:
         cur.execute(_NEXT_SQL, [
             annotator_id, pseudonym, round_token, now, slots, _sysrandom.random() < 0.5,
-            new_token(), new_token(), *gold, _sysrandom.choice((Criterion.REALISM, Criterion.ALIGNMENT)),
+            new_token(), new_token(), *gold, _sysrandom.choice(("left", "right")),
+            _sysrandom.choice((Criterion.REALISM, Criterion.ALIGNMENT)),
             PICK_RETRIES, PICK_RETRY_S,
         ])
         row = cur.fetchone()
@@ -215,22 +217,18 @@ def _round_facts(round_token: str) -> tuple[RoundConfig, tuple] | None:
 _config_by_token: dict[str, RoundConfig] = {}
 
 
-def _gold_draw(pool) -> tuple:
-    """(gold render, its prompt, decoy render or None, the gold's side) for a known-answer trial,
-    drawn whether or not this request needs one (the database function decides)."""
-    if not pool:
-        return None, None, None, None
-    gold_id, gold_prompt_id = _sysrandom.choice(pool)
-    decoy = None
-    for _ in range(8):  # a render of another prompt, almost always at the first draw
-        candidate = _sysrandom.choice(pool)
-        if candidate[1] != gold_prompt_id:
-            decoy = candidate[0]
-            break
-    else:  # few prompts, unlucky draws (or a single prompt: no decoy, realism instead)
-        others = [r for r in pool if r[1] != gold_prompt_id]
-        decoy = _sysrandom.choice(others)[0] if others else None
-    return gold_id, gold_prompt_id, decoy, _sysrandom.choice(("left", "right"))
+# How many renders a known-answer trial is chosen from: the database function takes the first
+# the annotator has never been shown (and the next unseen one of another prompt as the decoy).
+# An annotator sees at most a few hundred of a round's renders, so 32 random candidates all
+# seen is vanishingly unlikely in a real round; a tiny round passes its whole pool.
+GOLD_CANDIDATES = 32
+
+
+def _gold_candidates(pool) -> tuple[str, str]:
+    """A random sample of the round's (render, prompt) pairs, as two PostgreSQL array literals
+    in the same order, drawn whether or not this request needs a known-answer trial."""
+    sample = _sysrandom.sample(pool, min(GOLD_CANDIDATES, len(pool)))
+    return ("{" + ",".join(str(r) for r, _p in sample) + "}", "{" + ",".join(str(p) for _r, p in sample) + "}")
 
 
 _gold_pools: dict[str, tuple[tuple[int, int], ...]] = {}

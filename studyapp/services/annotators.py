@@ -2,32 +2,43 @@
 annotator is in, completion and attention-check QC.
 
 An annotator has no account. The browser holds a signed cookie with the annotator's random
-pseudonym (views); a returning ``PROLIFIC_PID`` resumes the same annotator. Status follows the
+pseudonym (views). A ``PROLIFIC_PID`` is public-ish (issue 13), so it resumes its annotator only
+together with the ``SESSION_ID`` that annotator joined with (or from the browser holding the
+cookie); presented alone it starts a fresh session not linked to the PID, exactly as an unknown
+PID would, so nothing tells whether the PID exists. Status follows the
 flow ``consented -> practice -> active -> completed``, or ``screened_out`` after failing the
 comprehension check twice (Prolific's policy: two attempts before a screen-out).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import re
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote
 
+from django.conf import settings
+from django.core.cache import caches
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from studyapp.exceptions import StudyError
-from studyapp.models import Annotator, StudyRound, Trial, Vote
+from studyapp.models import Annotator, ComparisonItem, StudyRound, Trial, Vote
 from studyapp.round_config import RoundConfig
 
+log = logging.getLogger(__name__)
 Status = Annotator.Status
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc="
 COMPREHENSION_ATTEMPTS = 2
 # Prolific ids are 24 hex characters; accept any short plain id, refuse anything else.
-_PLATFORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PLATFORM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PLATFORM_FIELDS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
 
 class AnnotateError(StudyError):
@@ -98,6 +109,10 @@ REFUSALS: dict[str, tuple[str, int]] = {
     "no_such_trial": ("This answer is for a trial you were not shown. Please reload the page.", 404),
     "trial_expired": ("This trial timed out and was given to someone else. You get a fresh one now.", 409),
     "too_fast": ("Please look at both images a little longer before answering.", 400),
+    "study_full": ("Every place in this study has been taken. Thank you for your interest.", 409),
+    "too_many_sessions": (
+        "Too many new sessions were started from your connection in the last minutes. "
+        "Please wait a few minutes and open the study link again.", 429),
 }
 
 
@@ -121,13 +136,22 @@ class PlatformIds:
 
     @classmethod
     def from_query(cls, query) -> "PlatformIds":
-        """Read PROLIFIC_PID / STUDY_ID / SESSION_ID; values that are not plain ids are dropped."""
+        """Read PROLIFIC_PID / STUDY_ID / SESSION_ID; values that are not plain ids are dropped
+        (``malformed`` names them, so the page can say so)."""
 
         def clean(name: str) -> str:
             value = (query.get(name) or "").strip()
-            return value if _PLATFORM_ID.match(value) else ""
+            return value if _PLATFORM_ID.fullmatch(value) else ""
 
-        return cls(clean("PROLIFIC_PID"), clean("STUDY_ID"), clean("SESSION_ID"))
+        return cls(*(clean(name) for name in PLATFORM_FIELDS))
+
+    @staticmethod
+    def malformed(query) -> tuple[str, ...]:
+        """The platform fields present in ``query`` whose value is not a plain id."""
+        return tuple(
+            name for name in PLATFORM_FIELDS
+            if (query.get(name) or "").strip() and not _PLATFORM_ID.fullmatch((query.get(name) or "").strip())
+        )
 
 
 def annotator_for_prolific(*, rnd: StudyRound, prolific_pid: str) -> Annotator | None:
@@ -136,29 +160,98 @@ def annotator_for_prolific(*, rnd: StudyRound, prolific_pid: str) -> Annotator |
     return Annotator.objects.filter(round=rnd, prolific_pid=prolific_pid).first()
 
 
-def annotator_consent(*, rnd: StudyRound, ids: PlatformIds, user_agent: str = "") -> Annotator:
-    """Create the annotator who just consented (or return the one this Prolific id already has)."""
+def annotator_resumable(ann: Annotator | None, ids: PlatformIds) -> bool:
+    """Whether ``ids`` prove to be ``ann``'s own Prolific entry: the same PID *and* the same
+    non-empty SESSION_ID it joined with (the PID alone is not a secret)."""
+    return bool(
+        ann is not None and ids.prolific_pid and ids.session_id
+        and ann.prolific_pid == ids.prolific_pid and ann.prolific_session_id == ids.session_id
+    )
+
+
+@dataclass(frozen=True)
+class Capacity:
+    items: int  # items that still take a vote: the most regular trials a newcomer can get
+    slots: int  # votes still to collect, over all items
+
+
+def round_capacity(rnd: StudyRound) -> Capacity:
+    """What a newcomer could still be given (read before consent; not on the trial hot path)."""
+    row = ComparisonItem.objects.filter(round=rnd, assigned__lt=F("target_votes")).aggregate(
+        items=Count("id"), slots=Sum(F("target_votes") - F("assigned"))
+    )
+    return Capacity(row["items"] or 0, row["slots"] or 0)
+
+
+def trials_on_offer(rnd: StudyRound, capacity: Capacity) -> int:
+    """How many comparisons a newcomer may be promised: the quota, or fewer if fewer are left."""
+    return min(config_of(rnd).trials_per_annotator, capacity.items)
+
+
+# Annotator creation per round and client (issue 13): a fixed window counted in Django's cache.
+# A shared cache (CACHES "default", or the alias in ANNOTATE_CREATE_CACHE) makes the count
+# hold across server processes; the per-process default (LocMemCache) counts per process.
+CREATE_LIMIT = 10
+CREATE_WINDOW_S = 600
+
+
+def create_limit() -> tuple[int, int]:
+    """(annotators, per seconds): settings.ANNOTATE_CREATE_LIMIT, else the environment variable
+    of that name as "N/SECONDS" (the load benchmark raises it), else 10 per 10 minutes."""
+    value = getattr(settings, "ANNOTATE_CREATE_LIMIT", None) or os.environ.get("ANNOTATE_CREATE_LIMIT", "")
+    if isinstance(value, str):
+        value = value.split("/") if value else (CREATE_LIMIT, CREATE_WINDOW_S)
+    limit, window = value
+    return int(limit), int(window)
+
+
+def admission_count(*, round_id: int, client: str, now: float | None = None) -> int:
+    """Count one more annotator created by ``client`` in round ``round_id``; return the count in
+    the current window. The client's address is kept only as a salted hash, in the cache, for
+    one window."""
+    limit, window = create_limit()
+    now = time.time() if now is None else now
+    digest = hashlib.sha256(f"{settings.SECRET_KEY}|{client}".encode()).hexdigest()[:32]
+    key = f"annotate-create:{round_id}:{digest}:{int(now // window)}"
+    cache = caches[getattr(settings, "ANNOTATE_CREATE_CACHE", "default")]
+    cache.add(key, 0, timeout=window + 5)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=window + 5)
+        return 1
+
+
+def annotator_consent(*, rnd: StudyRound, ids: PlatformIds, user_agent: str = "", client: str = "",
+                      now: float | None = None) -> Annotator:
+    """Create the annotator who just consented, or return the one these Prolific ids prove to be
+    theirs (``annotator_resumable``). A known PID without its SESSION_ID gets a new annotator
+    not linked to the PID (same page, same flow: nothing reveals that the PID exists).
+
+    Refuses (``AnnotateError``) when the round is not open, when no item takes a vote any more
+    (``study_full``), or when ``client`` created ``ANNOTATE_CREATE_LIMIT`` annotators in this
+    round within the window (``too_many_sessions``)."""
     round_check_open(rnd)
     existing = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid)
-    if existing is not None:
+    if annotator_resumable(existing, ids):
         return existing
-    try:
-        with transaction.atomic():
-            return Annotator.objects.create(
-                round=rnd,
-                prolific_pid=ids.prolific_pid,
-                prolific_study_id=ids.study_id,
-                prolific_session_id=ids.session_id,
-                status=Status.CONSENTED,
-                consent_at=timezone.now(),
-                user_agent=user_agent[:300],
-            )
-    except IntegrityError:
-        # The same Prolific id consented twice at once (double click, two tabs): one row wins.
-        existing = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid)
-        if existing is None:
-            raise
-        return existing
+    if round_capacity(rnd).items == 0:
+        raise refusal("study_full")
+    if client and admission_count(round_id=rnd.pk, client=client, now=now) > create_limit()[0]:
+        raise refusal("too_many_sessions")
+    fields = dict(round=rnd, prolific_study_id=ids.study_id, prolific_session_id=ids.session_id,
+                  status=Status.CONSENTED, consent_at=timezone.now(), user_agent=user_agent.replace("\x00", "")[:300])
+    if existing is None:
+        try:
+            with transaction.atomic():
+                return Annotator.objects.create(prolific_pid=ids.prolific_pid, **fields)
+        except IntegrityError:
+            # The same Prolific ids consented twice at once (double click, two tabs): one row wins.
+            existing = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid)
+            if annotator_resumable(existing, ids):
+                return existing
+    log.info("annotate: round %s: a known PROLIFIC_PID without its session; new unlinked annotator", rnd.pk)
+    return Annotator.objects.create(prolific_pid="", **fields)
 
 
 # The comprehension check: (field, question, options as (value, label), correct value).
@@ -243,7 +336,9 @@ def completion_url(ann: Annotator) -> str:
         return ""
     if cfg.prolific_completion_url and ann.status == Status.COMPLETED:
         return cfg.prolific_completion_url
-    if ann.prolific_pid or cfg.prolific_completion_url:
+    # Prolific's study or session id also marks a Prolific participant (their PID may have come
+    # malformed and been dropped, or belong to an unlinked session).
+    if ann.prolific_pid or ann.prolific_study_id or ann.prolific_session_id or cfg.prolific_completion_url:
         return PROLIFIC_COMPLETE_URL + quote(ann.completion_code, safe="")
     return ""
 

@@ -6,7 +6,9 @@
 - Idempotent: re-posting the same answers returns ``unchanged`` and writes nothing; the database
   keeps one vote per (trial, criterion).
 - Undo: the last answered trial can be re-answered for ``UNDO_WINDOW_S`` seconds while no later
-  trial is answered; its votes are updated in one transaction and no counter moves.
+  trial is answered; its votes are updated in one transaction and no counter moves. Only a
+  submission that says it is a revision (``revise``: the person chose "Change previous answer")
+  may change an answer: a different answer from a stale second tab is refused, never applied.
 - Every refusal is an ``AnnotateError`` with a message for the annotator, raised before any write.
 """
 
@@ -34,6 +36,10 @@ MAX_RESPONSE_MS = 24 * 3600 * 1000
 # Network and clock slack allowed on the server's minimum-viewing-time check.
 MIN_VIEW_SLACK_MS = 300
 CRITERIA = (Criterion.REALISM.value, Criterion.ALIGNMENT.value)
+STALE_MESSAGE = (
+    "This comparison was already answered (perhaps in another tab or window), and that answer is kept. "
+    "Here is your next one. To change your last answer, use \u201cChange previous answer\u201d."
+)
 
 
 @dataclass(frozen=True)
@@ -128,16 +134,20 @@ def _feedback(kind: str, crit: str, side: str, answer: Answer) -> dict | None:
         return None
     given = answer.choices[crit]
     if crit == Criterion.REALISM:
-        why = f"The {side} image was the clear answer: the other one was blurred, noisy and blocky on purpose."
+        why = "the other one was blurred, noisy and blocky on purpose."
         question = "photo-realism"
     else:
-        why = f"The {side} image was the clear answer: the other one was made for a different text."
+        why = "the other one was made for a different text."
         question = "text match"
+    verdict = "Correct!" if given == side else "Not quite."
+    # ``verdict`` and ``why`` let the page name the side as a phone shows it (top/bottom).
     return {
         "correct": given == side,
         "criterion": question,
         "expected": side,
-        "message": ("Correct! " if given == side else "Not quite. ") + why,
+        "verdict": verdict,
+        "why": why,
+        "message": f"{verdict} The {side} image was the clear answer: {why}",
     }
 
 
@@ -150,10 +160,11 @@ SELECT * FROM studyapp_trial_answer(%s::bigint, %s::text, %s::text, %s::int, %s:
 
 
 def trial_answer(*, annotator_id: int | None = None, pseudonym: str | None = None, round_token: str | None = None,
-                 position: int, answer: Answer, now=None) -> AnswerResult:
+                 position: int, answer: Answer, now=None, revise: bool = False) -> AnswerResult:
     """Record ``answer`` for the annotator's trial at ``position``; see the module docstring.
 
-    The annotator is given by id, or by pseudonym and round token (the cookie)."""
+    The annotator is given by id, or by pseudonym and round token (the cookie). ``revise``: the
+    person asked to change this (answered) trial; without it a different answer is refused."""
     now = now or timezone.now()
     with connection.cursor() as cur:
         cur.execute(_ANSWER_SQL, [
@@ -165,14 +176,14 @@ def trial_answer(*, annotator_id: int | None = None, pseudonym: str | None = Non
         code, status, _round_id, _config, kind, crit, side = cur.fetchone()
     if code == "answered":
         return _answer_again(annotator_id=annotator_id, pseudonym=pseudonym, round_token=round_token,
-                             position=position, answer=answer, now=now)
+                             position=position, answer=answer, now=now, revise=revise)
     if code != "recorded":
         raise refusal(code)
     return AnswerResult("recorded", position, kind, _feedback(kind, crit, side, answer), status)
 
 
 @transaction.atomic
-def _answer_again(*, annotator_id, pseudonym, round_token, position: int, answer: Answer, now) -> AnswerResult:
+def _answer_again(*, annotator_id, pseudonym, round_token, position: int, answer: Answer, now, revise: bool) -> AnswerResult:
     """A trial that already has votes: the same answers change nothing; different ones are an
     undo, allowed for the last answer within the undo window."""
     ann = annotator_lock(annotator_id=annotator_id, pseudonym=pseudonym, round_token=round_token)
@@ -184,6 +195,8 @@ def _answer_again(*, annotator_id, pseudonym, round_token, position: int, answer
     if all(votes.get(c) is not None and votes[c].choice == answer.choices[c] for c in CRITERIA):
         feedback = _feedback(trial.kind, trial.check_criterion, trial.expected_side, answer)
         return AnswerResult("unchanged", trial.position, trial.kind, feedback, ann.status)
+    if not revise:
+        raise AnnotateError(STALE_MESSAGE, code="already_answered", status=409)
     undo_refusal = undo_refusal_reason(ann, trial, now)
     if undo_refusal:
         raise AnnotateError(undo_refusal, code="already_answered", status=409)

@@ -6,14 +6,18 @@ Every page is a real HTML form that works without JavaScript; ``static/js/annota
 the trial page (keys, minimum viewing time, zoom, undo, answers over the JSON API).
 
 Identity: a signed cookie scoped to the round's path holds the annotator's random pseudonym; a
-returning ``PROLIFIC_PID`` resumes the same annotator. Nothing sent to the annotator names an
+returning ``PROLIFIC_PID`` resumes its annotator only with the ``SESSION_ID`` it joined with
+(services.annotators.annotator_resumable). Tokens in URLs are checked for shape before anything
+reaches the database, so junk (a NUL byte) is a 404, never a 500. Nothing sent to the annotator names an
 objective, a render, a seed or a file (DESIGN invariant 2): trials are addressed by their
 position in the annotator's own sequence, images by per-trial random tokens.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 
 from django.conf import settings
 from django.db import OperationalError
@@ -35,9 +39,13 @@ from studyapp.services.annotators import (
     annotator_check_comprehension,
     annotator_consent,
     annotator_for_prolific,
+    annotator_resumable,
     completion_url,
     config_of,
+    create_limit,
+    round_capacity,
     round_check_open,
+    trials_on_offer,
 )
 
 log = logging.getLogger(__name__)
@@ -47,14 +55,26 @@ COOKIE_MAX_AGE = 30 * 86400
 NO_STORE = "no-store"
 
 
+# Round tokens, pseudonyms and image tokens are ``secrets.token_urlsafe``; anything else names nothing.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _tokens_checked(view):
+    """404 for a URL whose round or image token is not token-shaped (a NUL byte would otherwise
+    reach PostgreSQL and fail as a 500): the friendly page, or JSON for the API."""
+
+    @functools.wraps(view)
+    def wrapper(request, token: str, **kwargs):
+        if _TOKEN.fullmatch(token) and all(_TOKEN.fullmatch(v) for v in kwargs.values()):
+            return view(request, token, **kwargs)
+        if view.__name__.startswith("api_"):
+            return _json({"ok": False, "error": "not_found", "message": "This study link is not valid."}, status=404)
+        return _not_found(request)
+
+    return wrapper
+
+
 # -- identity ------------------------------------------------------------------------------
-
-
-def _round(token: str) -> StudyRound:
-    rnd = StudyRound.objects.filter(token=token).first()
-    if rnd is None:
-        raise Http404("This study link is not valid.")
-    return rnd
 
 
 def _salt(token: str) -> str:
@@ -63,12 +83,13 @@ def _salt(token: str) -> str:
 
 def _pseudonym(request, token: str) -> str | None:
     """The annotator's pseudonym from the signed cookie (no database access); None if absent or forged."""
-    return request.get_signed_cookie(COOKIE, default=None, salt=_salt(token), max_age=COOKIE_MAX_AGE) or None
+    value = request.get_signed_cookie(COOKIE, default=None, salt=_salt(token), max_age=COOKIE_MAX_AGE) or None
+    return value if value and _TOKEN.fullmatch(value) else None
 
 
 def _annotator(request, token: str) -> Annotator | None:
     pseudonym = _pseudonym(request, token)
-    if not pseudonym:
+    if not pseudonym or not _TOKEN.fullmatch(pseudonym):
         return None
     return Annotator.objects.select_related("round").filter(pseudonym=pseudonym, round__token=token).first()
 
@@ -175,36 +196,81 @@ def _not_found(request):
                     status=404)
 
 
+def _returning(request, token: str, rnd: StudyRound, ids: PlatformIds) -> Annotator | None:
+    """The annotator this request may resume: the PID's own annotator when the request proves it
+    (its SESSION_ID, or this browser's cookie), else this browser's annotator unless the link
+    names a different PID. A PID alone resumes nothing (issue 13)."""
+    mine = _annotator(request, token)
+    if ids.prolific_pid:
+        theirs = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid)
+        if theirs is not None and (annotator_resumable(theirs, ids) or (mine is not None and mine.pk == theirs.pk)):
+            return theirs
+        if mine is not None and mine.prolific_pid and mine.prolific_pid != ids.prolific_pid:
+            return None  # a shared computer: someone else's link
+    return mine
+
+
+def _full_page(request, ids: PlatformIds):
+    return _page(request, "full.html", {"prolific": bool(ids.prolific_pid or ids.study_id or ids.session_id)})
+
+
+def _client(request) -> str:
+    """The client's address for the creation rate limit: REMOTE_ADDR, or the header named by
+    ANNOTATE_CLIENT_IP_HEADER (e.g. HTTP_X_REAL_IP) when a trusted proxy sets it."""
+    header = getattr(settings, "ANNOTATE_CLIENT_IP_HEADER", "")
+    value = request.META.get(header, "") if header else ""
+    return (value.split(",")[-1].strip() if value else "") or request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
 @require_GET
+@_tokens_checked
 def start(request, token: str):
     """The annotator link (also the Prolific study URL, with PROLIFIC_PID/STUDY_ID/SESSION_ID)."""
     rnd = StudyRound.objects.filter(token=token).first()
     if rnd is None:
         return _not_found(request)
     ids = PlatformIds.from_query(request.GET)
-    ann = annotator_for_prolific(rnd=rnd, prolific_pid=ids.prolific_pid) if ids.prolific_pid else _annotator(request, token)
+    ann = _returning(request, token, rnd, ids)
     if ann is not None:
         return _remember(redirect(_step_url(token, ann)), token, ann)
     try:
         round_check_open(rnd)
     except AnnotateError as exc:
         return _error_page(request, exc, token)
+    capacity = round_capacity(rnd)
+    if capacity.items == 0:
+        return _full_page(request, ids)
     cfg = config_of(rnd)
-    minutes = max(2, round((cfg.trials_per_annotator + cfg.practice_trials) * 12 / 60 + 2))
-    context = {"token": token, "ids": ids, "trials": cfg.trials_per_annotator, "practice": cfg.practice_trials, "minutes": minutes}
+    trials = trials_on_offer(rnd, capacity)
+    minutes = max(2, round((trials + cfg.practice_trials) * 12 / 60 + 2))
+    context = {
+        "token": token, "ids": ids, "trials": trials, "fewer": trials < cfg.trials_per_annotator,
+        "practice": cfg.practice_trials, "minutes": minutes, "consent_text": cfg.consent_text,
+        "malformed": PlatformIds.malformed(request.GET),
+        "window_minutes": -(-create_limit()[1] // 60),
+    }
     return _page(request, "consent.html", context)
 
 
 @require_POST
+@_tokens_checked
 def consent(request, token: str):
-    rnd = _round(token)
+    rnd = StudyRound.objects.filter(token=token).first()
+    if rnd is None:
+        return _not_found(request)
     if request.POST.get("consent") != "yes":
         return _message(request, "No consent given", "You chose not to take part. You can close this page.",
                         link=reverse("annotate:start", args=[token]), link_text="Back to the consent page")
+    ids = PlatformIds.from_query(request.POST)
+    mine = _returning(request, token, rnd, ids)
+    if mine is not None:  # a second click on "I agree", or a reload
+        return _remember(redirect(_step_url(token, mine)), token, mine)
     try:
-        ann = annotator_consent(rnd=rnd, ids=PlatformIds.from_query(request.POST),
-                                user_agent=request.META.get("HTTP_USER_AGENT", ""))
+        ann = annotator_consent(rnd=rnd, ids=ids, user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                                client=_client(request))
     except AnnotateError as exc:
+        if exc.code == "study_full":
+            return _full_page(request, ids)
         return _error_page(request, exc, token)
     return _remember(redirect(_step_url(token, ann)), token, ann)
 
@@ -221,6 +287,7 @@ def _require(request, token: str, statuses) -> tuple[Annotator | None, HttpRespo
 
 
 @require_GET
+@_tokens_checked
 def instructions(request, token: str):
     ann, away = _require(request, token, (Status.NEW, Status.CONSENTED))
     if away:
@@ -230,6 +297,7 @@ def instructions(request, token: str):
 
 
 @require_http_methods(["GET", "POST"])
+@_tokens_checked
 def check(request, token: str):
     ann, away = _require(request, token, (Status.NEW, Status.CONSENTED))
     if away:
@@ -252,6 +320,7 @@ def check(request, token: str):
 
 
 @require_http_methods(["GET", "POST"])
+@_tokens_checked
 def trial(request, token: str):
     """The trial page; a POST is the no-JavaScript answer (the script posts to ``api_answer``)."""
     ann, away = _require(request, token, (Status.PRACTICE, Status.ACTIVE))
@@ -262,9 +331,10 @@ def trial(request, token: str):
         try:
             position = votes.parse_position(request.POST.get("position"))
             answer = votes.answer_parse(request.POST)
-            result = _retrying(votes.trial_answer, annotator_id=ann.pk, position=position, answer=answer)
+            result = _retrying(votes.trial_answer, annotator_id=ann.pk, position=position, answer=answer,
+                               revise=request.POST.get("revise") == "1")
         except AnnotateError as exc:
-            if exc.code not in ("bad_answer", "too_fast", "trial_expired"):
+            if exc.code not in ("bad_answer", "too_fast", "trial_expired", "already_answered"):
                 return _error_page(request, exc, token)
             error = exc.message
         else:
@@ -285,10 +355,18 @@ def trial(request, token: str):
 
 
 @require_GET
+@_tokens_checked
 def done(request, token: str):
     ann, away = _require(request, token, (Status.COMPLETED, Status.SCREENED_OUT))
     if away:
         return away
+    if ann.status == Status.COMPLETED and not Trial.objects.filter(
+        annotator=ann, answered_at__isnull=False, kind__in=(Trial.Kind.REGULAR, Trial.Kind.ATTENTION)
+    ).exists():
+        # The study filled up between consent and the first comparison: no code for 0 comparisons.
+        ids = PlatformIds(ann.prolific_pid, ann.prolific_study_id, ann.prolific_session_id)
+        return _page(request, "full.html", {"prolific": bool(ids.prolific_pid or ids.study_id or ids.session_id),
+                                            "late": True})
     return _page(request, "done.html", {
         "token": token,
         "screened_out": ann.status == Status.SCREENED_OUT,
@@ -301,6 +379,7 @@ def done(request, token: str):
 
 
 @require_GET
+@_tokens_checked
 def api_next(request, token: str):
     pseudonym = _pseudonym(request, token)
     if pseudonym is None:
@@ -319,6 +398,7 @@ def _next_json(token: str, nxt: allocation.NextResult) -> dict:
 
 
 @require_POST
+@_tokens_checked
 def api_answer(request, token: str):
     """Answer both questions of one trial. ``?next=1`` adds the following trial to the reply."""
     pseudonym = _pseudonym(request, token)
@@ -327,7 +407,8 @@ def api_answer(request, token: str):
     try:
         position = votes.parse_position(request.POST.get("position"))
         answer = votes.answer_parse(request.POST)
-        result = _retrying(votes.trial_answer, pseudonym=pseudonym, round_token=token, position=position, answer=answer)
+        result = _retrying(votes.trial_answer, pseudonym=pseudonym, round_token=token, position=position, answer=answer,
+                           revise=request.POST.get("revise") == "1")
     except AnnotateError as exc:
         return _json_error(exc)
     payload = {"ok": True, "outcome": result.outcome, "position": result.position, "feedback": result.feedback}
@@ -340,6 +421,7 @@ def api_answer(request, token: str):
 
 
 @require_GET
+@_tokens_checked
 def api_undo(request, token: str):
     """The last answered trial with its answers, while it can still be changed."""
     ann = _annotator(request, token)
@@ -353,10 +435,11 @@ def api_undo(request, token: str):
 
 
 @require_GET
+@_tokens_checked
 def image(request, token: str, image_token: str):
     """One side of one trial, to the annotator who holds the trial only (404 to anyone else)."""
     ann = _annotator(request, token)
-    if ann is None or len(image_token) > 40:
+    if ann is None:
         raise Http404("No such image.")
     t = (
         Trial.objects.select_related("left_render", "right_render")

@@ -21,19 +21,6 @@ PLAN = {1: ("left", "right"), 2: ("right", "tie"), 3: ("tie", "left"), 4: ("righ
 UNLOCKED = "p => document.querySelector('input[name=position]').value === p && !document.getElementById('trial-form').classList.contains('locked')"
 
 
-@pytest.fixture
-def server(live_server):
-    """The live server; afterwards, end database sessions its request threads left open (a request
-    the browser aborted, e.g. an image load cut short) so the test database can be dropped."""
-    yield live_server
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-
-
 def choose_radio(page, index: int):
     """Focus the next radio group with Tab, then pick option ``index`` with the arrow keys."""
     page.keyboard.press("Tab")

@@ -126,9 +126,12 @@ def test_opening_a_round_gives_the_planner_statistics_of_its_items(cfg):
 
 def test_every_item_reaches_its_target_and_no_further(cfg):
     rnd = make_ready_round(cfg, trials_per_annotator=30, attention_check_rate=0.0)
-    finished = [len(run_annotator(make_active_annotator(rnd))) for _ in range(4)]
-    # 24 items x 3 votes: three annotators take every item once each; the fourth finds no work.
-    assert finished == [24, 24, 24, 0]
+    finished = [len(run_annotator(make_active_annotator(rnd))) for _ in range(3)]
+    # 24 items x 3 votes: three annotators take every item once each; a fourth is not let in.
+    assert finished == [24, 24, 24]
+    with pytest.raises(AnnotateError) as exc:
+        make_active_annotator(rnd)
+    assert exc.value.code == "study_full" and exc.value.status == 409
     assert set(ComparisonItem.objects.filter(round=rnd).values_list("assigned", "completed")) == {(3, 3)}
     assert Vote.objects.filter(trial__annotator__round=rnd, trial__kind="regular").count() == 24 * 3 * 2
     assert items_consistency_problems(round_id=rnd.pk) == []
@@ -206,7 +209,7 @@ def test_undo_updates_votes_in_place_within_the_window(cfg):
     undo_trial, answers = votes.trial_for_undo(annotator_id=ann.pk)
     assert undo_trial.pk == t.pk and answers == {"realism": "left", "alignment": "left"}
     before = list(ComparisonItem.objects.filter(round=rnd).values_list("id", "assigned", "completed"))
-    res = answer(ann, t, "right", "tie", rt=(3000, 3100))
+    res = answer(ann, t, "right", "tie", rt=(3000, 3100), revise=True)
     assert res.outcome == "updated"
     v = {x.criterion: x for x in Vote.objects.filter(trial=t)}
     t.refresh_from_db()
@@ -217,9 +220,25 @@ def test_undo_updates_votes_in_place_within_the_window(cfg):
     # Once the next trial is answered, the earlier one is final.
     answer(ann, nxt)
     with pytest.raises(AnnotateError) as exc:
-        answer(ann, t, "left", "left")
+        answer(ann, t, "left", "left", revise=True)
     assert exc.value.code == "already_answered" and exc.value.status == 409
     assert Vote.objects.get(trial=t, criterion="realism").choice == "right"
+
+
+def test_a_different_answer_without_revise_is_refused_never_applied(cfg):
+    """A stale second tab posts its own answer for a trial the other tab already answered: within
+    the undo window and as the latest answer, it would have been an undo; without ``revise``
+    (the person did not choose "Change previous answer") it is refused and nothing changes."""
+    rnd = make_ready_round(cfg, attention_check_rate=0.0)
+    ann = make_active_annotator(rnd)
+    t = trial_next(annotator_id=ann.pk).trial
+    assert answer(ann, t, "left", "left").outcome == "recorded"
+    with pytest.raises(AnnotateError) as exc:
+        answer(ann, t, "right", "right")
+    assert exc.value.code == "already_answered" and exc.value.status == 409 and "another tab" in exc.value.message
+    assert dict(Vote.objects.filter(trial=t).values_list("criterion", "choice")) == {"realism": "left", "alignment": "left"}
+    assert answer(ann, t, "left", "left").outcome == "unchanged"  # a repeat of the same answer is harmless
+    assert answer(ann, t, "right", "right", revise=True).outcome == "updated"  # the person's own choice
 
 
 def test_undo_window_closes(cfg):
@@ -229,7 +248,7 @@ def test_undo_window_closes(cfg):
     answer(ann, t)
     later = timezone.now() + timedelta(seconds=votes.UNDO_WINDOW_S + 5)
     with pytest.raises(AnnotateError, match="can no longer be changed"):
-        answer(ann, t, "tie", "tie", now=later)
+        answer(ann, t, "tie", "tie", now=later, revise=True)
     with pytest.raises(AnnotateError):
         votes.trial_for_undo(annotator_id=ann.pk, now=later)
 
@@ -333,3 +352,55 @@ def test_practice_trials_come_first_with_feedback(cfg):
     assert nxt.progress.phase == "main" and nxt.progress.number == 1
     ann.refresh_from_db()
     assert ann.status == "active"
+
+
+def test_known_answer_trials_never_show_an_image_the_annotator_has_seen(cfg):
+    """Issue 11, item 5: the practice pair must not come back as an attention check (nor any
+    image shown before); checked over every known-answer trial of several annotators."""
+    rnd = make_ready_round(cfg, practice_trials=2, trials_per_annotator=12, attention_check_rate=0.4, votes_per_item=6)
+    checks = 0
+    for _ in range(4):
+        ann = make_active_annotator(rnd)
+        run_annotator(ann, choose=lambda t: (t.expected_side or "left", t.expected_side or "left"))
+        seen: set[int] = set()
+        for t in Trial.objects.filter(annotator=ann).order_by("position"):
+            if t.kind == "attention":
+                assert {t.left_render_id, t.right_render_id}.isdisjoint(seen), t.position
+                checks += 1
+            seen |= {t.left_render_id, t.right_render_id}
+    assert checks >= 4 * 4  # round(0.4 * 12) = 5 slots each; a slot may fall back when nothing unseen is left
+
+
+def gold_pick(renders, prompts, seen, strict):
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT * FROM studyapp_gold_pick(%s::bigint[], %s::bigint[], %s::bigint[], %s)",
+                    [renders, prompts, seen, strict])
+        return cur.fetchone()
+
+
+def test_gold_pick_takes_the_first_unseen_and_an_unseen_decoy_of_another_prompt():
+    # candidates (render, prompt): (1, 10) (2, 10) (3, 20) (4, 30)
+    r, p = [1, 2, 3, 4], [10, 10, 20, 30]
+    assert gold_pick(r, p, [], True) == (1, 10, 3)  # decoy: not render 2 (same prompt)
+    assert gold_pick(r, p, [1], True) == (2, 10, 3)
+    assert gold_pick(r, p, [1, 3], True) == (2, 10, 4)
+    assert gold_pick(r, p, [1, 2, 3], True) == (4, 30, None)  # nothing unseen of another prompt: realism
+    assert gold_pick(r, p, [1, 2, 3, 4], True) == (None, None, None)  # an attention slot falls back
+    assert gold_pick(r, p, [1, 2, 3, 4], False) == (1, 10, None)  # practice still gets its trial
+    assert gold_pick([], [], [], False) == (None, None, None)
+
+
+def test_an_attention_slot_with_every_image_seen_becomes_a_regular_trial(cfg):
+    # 2 prompts x 1 seed x 4 objectives = 8 renders, 6 items; one annotator sees them all.
+    rnd = make_ready_round(cfg, prompt_limit=2, seeds_per_prompt=1, trials_per_annotator=6, attention_check_rate=0.5,
+                           practice_trials=0)
+    ann = make_active_annotator(rnd)
+    run_annotator(ann)
+    seen: set[int] = set()
+    for t in Trial.objects.filter(annotator=ann).order_by("position"):
+        if t.kind == "attention":
+            assert {t.left_render_id, t.right_render_id}.isdisjoint(seen)
+        seen |= {t.left_render_id, t.right_render_id}
+    assert items_consistency_problems(round_id=rnd.pk) == []

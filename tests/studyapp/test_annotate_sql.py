@@ -7,7 +7,7 @@ from pathlib import Path
 
 from studyapp.services.annotators import REFUSALS
 
-SQL = (Path(__file__).resolve().parents[2] / "studyapp" / "sql" / "annotate_0005.sql").read_text()
+SQL = "\n".join(p.read_text() for p in sorted((Path(__file__).resolve().parents[2] / "studyapp" / "sql").glob("annotate_*.sql")))
 # Codes that are outcomes, handled by the services themselves rather than shown as refusals.
 OUTCOMES = {"trial", "done", "recorded", "answered"}
 

@@ -259,7 +259,7 @@ def test_undo_over_the_api(round_config):
                       {"position": t1["position"], "realism": "left", "alignment": "left"}).json()["trial"]
     u = client.get(url(rnd, "api_undo")).json()["trial"]
     assert u["position"] == t1["position"] and u["answers"] == {"realism": "left", "alignment": "left"} and u["revising"]
-    r = client.post(url(rnd, "api_answer") + "?next=1", {"position": t1["position"], "realism": "right", "alignment": "left"}).json()
+    r = client.post(url(rnd, "api_answer") + "?next=1", {"position": t1["position"], "realism": "right", "alignment": "left", "revise": "1"}).json()
     assert r["outcome"] == "updated" and r["trial"]["position"] == nxt["position"]
     assert Vote.objects.get(trial__position=t1["position"], criterion="realism").choice == "right"
     assert sorted(ComparisonItem.objects.filter(round=rnd).values_list("completed", flat=True))[-1] == 1

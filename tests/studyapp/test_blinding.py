@@ -27,7 +27,7 @@ OBJECTIVE_RE = re.compile(rf"(?<!{_B})({'|'.join(OBJECTIVES)})(?!{_B})", re.IGNO
 WORDS_RE = re.compile(rf"(?<!{_B})(render|renders|seed|seeds|objective|objectives|item_id|render_id|provenance|guidance)(?!{_B})", re.IGNORECASE)
 JSON_KEYS = {"ok", "trial", "done_url", "outcome", "position", "feedback", "phase", "number", "total", "prompt", "left",
              "right", "min_view_ms", "answers", "revising", "error", "message", "correct", "criterion", "expected",
-             "next_error", "realism", "alignment"}
+             "next_error", "realism", "alignment", "verdict", "why"}
 PNG_ALLOWED_CHUNKS = {b"IHDR", b"IDAT", b"IEND"}
 
 
@@ -116,7 +116,9 @@ def run_session(rnd) -> Recorder:
         if answered == 2:
             undo = rec.get(u("api_undo")).json()
             data = rec.post(u("api_answer") + "?next=1", {"position": undo["trial"]["position"], "realism": "left",
-                                                          "alignment": "tie"}).json()
+                                                          "alignment": "tie", "revise": "1"}).json()
+            # A stale tab's different answer: refused, and the refusal is annotator-facing too.
+            rec.post(u("api_answer"), {"position": undo["trial"]["position"], "realism": "right", "alignment": "right"})
         # Errors are annotator-facing too.
         rec.post(u("api_answer"), {"position": "999", "realism": "left", "alignment": "left"})
         rec.post(u("api_answer"), {"position": "x"})

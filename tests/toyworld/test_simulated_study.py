@@ -41,7 +41,8 @@ def toy_round(round_config):
     return round_create(config=cfg)
 
 
-def test_simulated_study_recovers_a_planted_preference(workers, child_env, toy_round, live_server, tmp_path):
+def test_simulated_study_recovers_a_planted_preference(workers, child_env, toy_round, live_server, tmp_path, settings):
+    settings.ANNOTATE_CREATE_LIMIT = (1000, 600)  # 20 simulated annotators from one address
     out = enqueue(child_env, toy_round.pk)
     assert "32 render(s) queued" in out, out
     workers.start()

@@ -5,6 +5,8 @@ link, consents, passes the comprehension check, then takes trials from ``/a/<tok
 downloads both images like the trial page does, looks at them with the toy world's oracle and
 answers through ``/a/<token>/api/answer``. Nothing but HTTP reaches the server, so this is both
 a realistic load generator and an end-to-end check of allocation, blinding and statistics.
+All simulated annotators come from one address: start the server with a higher
+``ANNOTATE_CREATE_LIMIT`` (e.g. ``1000/600``) than the default 10 per 10 minutes.
 
 How a simulated annotator chooses (per trial, per criterion):
 
