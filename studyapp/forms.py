@@ -198,11 +198,12 @@ class RoundForm(forms.Form):
         try:
             RoundConfig.from_dict(self.to_config())
         except ConfigError as exc:
+            unparsed = set(self.errors)  # fields whose value never reached the config
             for problem in exc.problems:
-                self._add_config_problem(problem)
+                self._add_config_problem(problem, unparsed)
         return cleaned
 
-    def _add_config_problem(self, problem: str) -> None:
+    def _add_config_problem(self, problem: str, unparsed: set[str]) -> None:
         key, _, message = problem.partition(": ")
         if key.startswith("generation.preset"):
             field = "preset"
@@ -212,8 +213,8 @@ class RoundForm(forms.Form):
             field = _FIELD_OF_KEY.get(key)
         if field is None or not message:
             self.add_error(None, problem)
-        elif field in self.errors:
-            return  # the field's own message already says what is wrong (its value never reached the config)
+        elif field in unparsed:
+            return  # the field's own message already says what is wrong
         else:
             self.add_error(field, problem if field == "generation" else message)
 

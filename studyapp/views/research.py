@@ -54,8 +54,9 @@ def _default_preset() -> str:
 def round_new(request):
     initial = {"preset": _default_preset()}
     source = None
-    if request.method != "POST" and request.GET.get("from", "").isascii() and request.GET["from"].isdigit():
-        source = StudyRound.objects.filter(pk=int(request.GET["from"])).first()
+    copy_of = request.GET.get("from", "")
+    if request.method != "POST" and copy_of.isascii() and copy_of.isdigit() and len(copy_of) < 10:
+        source = StudyRound.objects.filter(pk=int(copy_of)).first()
         if source is not None:
             initial = RoundForm.initial_from_config(source.config, name=f"Copy of {source.name}"[:200])
     form = RoundForm(request.POST or None, initial=initial)
