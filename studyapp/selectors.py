@@ -66,7 +66,16 @@ def round_config_json(rnd: StudyRound) -> str:
     """The round's config as JSON a researcher can copy into a ``create_round`` file."""
     import json
 
-    return json.dumps(rnd.config, indent=2, ensure_ascii=False)
+    from studyapp.exceptions import ConfigError
+    from studyapp.round_config import RoundConfig
+
+    try:  # the config's own field order (PostgreSQL's jsonb keeps keys in its storage order)
+        config = RoundConfig.from_dict(rnd.config).to_dict()
+    except ConfigError:
+        config = rnd.config
+    if config != rnd.config:  # show exactly what is stored
+        config = rnd.config
+    return json.dumps(config, indent=2, ensure_ascii=False)
 
 
 DEFAULT_ADDRPORT = "127.0.0.1:8000"  # runserver's and the demo's default
