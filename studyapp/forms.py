@@ -150,7 +150,10 @@ class RoundForm(forms.Form):
 
     PLANNING_FIELDS = ("expected_preference", "expected_tie_rate", "design_effect")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, check_config: bool = True, **kwargs):
+        # check_config=False: parse the fields only (the live estimate wants every value that
+        # parses, even while the config as a whole has problems).
+        self.check_config = check_config
         super().__init__(*args, **kwargs)
         from generation.presets import preset_choices
 
@@ -195,6 +198,8 @@ class RoundForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        if not self.check_config:
+            return cleaned
         try:
             RoundConfig.from_dict(self.to_config())
         except ConfigError as exc:

@@ -174,7 +174,7 @@ def round_estimate(
         comparisons=comparisons, votes_per_item=votes_per_item, trials_per_annotator=trials_per_annotator,
         attention_check_rate=attention_check_rate,
     )
-    pairs = cfg.pairs()
+    pairs = [p for p in cfg.pairs() if set(p) <= set(objectives)]  # none when SHIFT is missing for shift-vs-baselines
     focal = FOCAL if FOCAL in objectives else (objectives[0] if objectives else FOCAL)
     focal_pairs = [p for p in pairs if focal in p]
     renders = n_prompts * seeds_per_prompt * len(objectives)
@@ -192,7 +192,9 @@ def round_estimate(
         regular_trials_per_annotator=regular, annotators=annotators, preset=preset,
         seconds_per_image=spi, device=p.device if p else "", compute_seconds=None if spi is None else spi * renders,
         plan=plan_verdict(votes_per_cell=votes_per_cell, expected_preference=expected_preference,
-                          n_tests=max(cells, 1), tie_rate=tie_rate, design_effect=design_effect),
+                          n_tests=cells, tie_rate=tie_rate, design_effect=design_effect) if cells else
+        {"ok": False, "needed": None, "enough": False,
+         "message": f"nothing to plan: no comparison of {focal} with another chosen objective"},
     )
 
 

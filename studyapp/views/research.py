@@ -87,7 +87,7 @@ def round_new(request):
 
 def _estimate_args(data) -> tuple[dict, list[str]]:
     """The estimate's inputs from the form's fields as typed; the names of those still missing."""
-    form = RoundForm(data)
+    form = RoundForm(data, check_config=False)
     form.is_valid()  # parse what parses; the estimate needs only some of the fields
     d = form.cleaned_data
     needed = {"prompt_set": "prompt set", "objectives": "objectives", "seeds_per_prompt": "seeds per prompt",

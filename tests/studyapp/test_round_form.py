@@ -175,5 +175,13 @@ def test_estimate_counts_and_planner_verdict(staff_client):
                                  "trials per annotator", "attention-check rate"]}
 
 
+def test_estimate_follows_a_config_with_problems(staff_client):
+    # SHIFT missing for "SHIFT vs each baseline": the round cannot be created, yet the estimate
+    # still counts what was typed: 2 prompts x 2 objectives, but no pair to compare or plan
+    est = staff_client.get("/research/rounds/estimate.json", {**REQUIRED, "objectives": ["ITC", "CAP"]}).json()
+    assert est["ok"] and est["renders"] == 2 * 2 and est["items"] == 0 and est["cells"] == 0
+    assert est["plan"]["message"].startswith("nothing to plan")
+
+
 def test_estimate_is_staff_only(client):
     assert client.get("/research/rounds/estimate.json").status_code == 403
