@@ -36,7 +36,7 @@
     if (retry) retry.hidden = !p.failed;
     set("render-stalled", p.stalled);
     document.getElementById("render-stalled-box").hidden = !p.stalled;
-    document.getElementById("render-bar").style.width = p.percent + "%";
+    document.getElementById("render-bar").value = p.percent;
     var body = document.getElementById("render-failures-body");
     body.textContent = "";
     p.failures.forEach(function (f) {

@@ -59,6 +59,8 @@ def round_new(request):
         source = StudyRound.objects.filter(pk=int(copy_of)).first()
         if source is not None:
             initial = RoundForm.initial_from_config(source.config, name=f"Copy of {source.name}"[:200])
+    if request.method != "POST" and source is None and "prompt_set" in request.GET:
+        initial["prompt_set"] = request.GET["prompt_set"][:80]  # "New round with this set"; the form validates it
     form = RoundForm(request.POST or None, initial=initial)
     problems: list[str] = []
     if request.method == "POST" and form.is_valid():

@@ -185,3 +185,11 @@ def test_estimate_follows_a_config_with_problems(staff_client):
 
 def test_estimate_is_staff_only(client):
     assert client.get("/research/rounds/estimate.json").status_code == 403
+
+
+def test_new_round_from_a_prompt_set_page_preselects_it(staff_client):
+    page = staff_client.get("/research/prompt-sets/drawbench/").content.decode()
+    assert "/research/rounds/new/?prompt_set=drawbench" in page
+    form = staff_client.get(URL, {"prompt_set": "drawbench"}).context["form"]
+    assert form.initial["prompt_set"] == "drawbench"
+    assert staff_client.get(URL, {"prompt_set": "\x00" * 500}).status_code == 200
