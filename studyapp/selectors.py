@@ -187,14 +187,22 @@ def round_estimate(
     spi = p.seconds_per_image if p else None
     votes_per_cell = n_prompts * seeds_per_prompt * votes_per_item
     cells = len(focal_pairs) * len(Criterion.choices)
+    plan = plan_verdict(votes_per_cell=votes_per_cell, expected_preference=expected_preference,
+                        n_tests=cells, tie_rate=tie_rate, design_effect=design_effect) if cells else \
+        {"ok": False, "needed": None, "enough": False,
+         "message": f"nothing to plan: no comparison of {focal} with another chosen objective"}
+    if plan.get("needed") and not plan["enough"] and n_prompts and seeds_per_prompt:
+        # Two ways to get there: more votes per item, or (better, STUDY.md 4.8) more prompts.
+        per_item = -(-plan["needed"] // (n_prompts * seeds_per_prompt))
+        prompts_needed = -(-plan["needed"] // (seeds_per_prompt * votes_per_item))
+        plan = {**plan, "votes_per_item_needed": per_item, "prompts_needed": prompts_needed,
+                "message": plan["message"] + f"; {per_item} votes per item, or {prompts_needed} prompts at "
+                f"{votes_per_item} votes per item, would be enough"}
     return RoundEstimate(
         prompts=n_prompts, renders=renders, items=items, votes=votes, votes_per_cell=votes_per_cell, cells=cells,
         regular_trials_per_annotator=regular, annotators=annotators, preset=preset,
         seconds_per_image=spi, device=p.device if p else "", compute_seconds=None if spi is None else spi * renders,
-        plan=plan_verdict(votes_per_cell=votes_per_cell, expected_preference=expected_preference,
-                          n_tests=cells, tie_rate=tie_rate, design_effect=design_effect) if cells else
-        {"ok": False, "needed": None, "enough": False,
-         "message": f"nothing to plan: no comparison of {focal} with another chosen objective"},
+        plan=plan,
     )
 
 

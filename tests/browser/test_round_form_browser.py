@@ -115,7 +115,10 @@ def test_new_round_form_estimate_and_layout(browser_page, server, size, settings
     assert not page.js_errors, page.js_errors
 
 
-def test_round_pages_at_both_sizes(browser_page, server, round_config, settings, tmp_path):
+def test_round_pages_at_both_sizes(browser_page, server, round_config, settings, tmp_path,
+                                   django_capture_on_commit_callbacks):
+    """(One test for every round-page check: the live server's database sessions are ended after
+    each test, and a second test here would start on a closed connection.)"""
     settings.WEIGHTS_DIR = tmp_path
     rnd = make_ready_round({**round_config, "prompt_limit": 3, "seeds_per_prompt": 1, "trials_per_annotator": 4})
     ann = make_active_annotator(rnd)
@@ -144,3 +147,26 @@ def test_round_pages_at_both_sizes(browser_page, server, round_config, settings,
         no_sideways_overflow(page)
         shot(page, f"prompt_set_{size}")
         assert not page.js_errors, page.js_errors
+
+    retry_count_follows_failures_live(browser_page, server, round_config, django_capture_on_commit_callbacks)
+
+
+def retry_count_follows_failures_live(browser_page, server, round_config, django_capture_on_commit_callbacks):
+    """Issue 11 item 14: the Retry failed (N) count was the page's load-time figure."""
+    from studyapp.models import Render
+    from studyapp.services import renders as render_services
+
+    rnd = round_create(config={**round_config, "name": "retry", "prompt_limit": 2, "seeds_per_prompt": 1})
+    with django_capture_on_commit_callbacks(execute=True):
+        render_services.renders_launch(round_id=rnd.pk, dispatch=lambda units: None)  # queued; no worker
+    page = browser_page("laptop")
+    page.goto(f"{server.url}/research/rounds/{rnd.pk}/")
+    assert page.is_hidden("#render-retry") and page.inner_text("#render-queued") == "8"
+    ids = list(rnd.renders.order_by("pk").values_list("pk", flat=True))
+    Render.objects.filter(pk__in=ids[:1]).update(status="failed", error="boom 1")
+    page.wait_for_function("() => document.getElementById('render-retry-count').textContent === '1'")
+    assert page.is_visible("#render-retry")
+    Render.objects.filter(pk__in=ids[1:3]).update(status="failed", error="boom 2")
+    page.wait_for_function("() => document.getElementById('render-retry-count').textContent === '3'", timeout=15_000)
+    assert page.inner_text("#render-failed") == "3" and page.inner_text("#render-queued") == "5"
+    assert not page.js_errors, page.js_errors

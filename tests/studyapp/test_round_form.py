@@ -158,6 +158,10 @@ def test_estimate_counts_and_planner_verdict(staff_client):
     assert est["annotators"] == 50  # ceil(1800 / 36)
     need = votes_needed(0.6, power=0.8, alpha=0.05, n_tests=6, tie_rate=0.25, design_effect=2.0).votes_stable
     assert est["plan"]["needed"] == need and est["plan"]["enough"] is (600 >= need)
+    if not est["plan"]["enough"]:  # the suggestions reach the need, one less would not
+        per_item, prompts = est["plan"]["votes_per_item_needed"], est["plan"]["prompts_needed"]
+        assert 100 * 2 * per_item >= need > 100 * 2 * (per_item - 1)
+        assert prompts * 2 * 3 >= need > (prompts - 1) * 2 * 3
     # a design effect of 1 instead of 2 halves what is needed: the input is used, not ignored
     one = staff_client.get("/research/rounds/estimate.json", {**REQUIRED, "design_effect": 1}).json()
     two = staff_client.get("/research/rounds/estimate.json", {**REQUIRED, "design_effect": 2}).json()
