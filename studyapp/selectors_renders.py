@@ -120,3 +120,15 @@ def round_missing_weights(rnd: StudyRound) -> list[str]:
     """The checkpoint files this round's generation spec needs and this machine lacks."""
     gen = rnd.config.get("generation") or {}
     return _missing_files(gen.get("unet"), gen.get("blip"))
+
+
+def generation_presets() -> list[dict]:
+    """The named presets for the new-round form, in ``preset_choices()`` order, each with the
+    checkpoint files this machine lacks for it."""
+    from generation.presets import PRESETS
+
+    return [
+        {"name": p.name, "label": p.label, "description": p.description, "seconds_per_image": p.seconds_per_image,
+         "device": p.device, "missing": preset_missing_weights(p.name)}
+        for p in PRESETS.values()
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import JsonResponse
@@ -71,18 +72,8 @@ def round_new(request):
         else:
             messages.success(request, f"Round #{rnd.pk} created.")
             return redirect("research:round_detail", round_id=rnd.pk)
-    from generation.presets import PRESETS
-
-    presets = [
-        {"name": p.name, "label": p.label, "description": p.description,
-         "seconds_per_image": p.seconds_per_image, "device": p.device,
-         "missing": selectors_renders.preset_missing_weights(p.name)}
-        for p in PRESETS.values()
-    ]
-    from django.conf import settings
-
     return render(request, "research/round_new.html", {
-        "form": form, "problems": problems, "source": source, "preset_rows": list(zip(form["preset"], presets)),
+        "form": form, "problems": problems, "source": source, "preset_rows": list(zip(form["preset"], selectors_renders.generation_presets())),
         "weights_dir": settings.WEIGHTS_DIR,
     })
 
@@ -96,6 +87,9 @@ def _estimate_args(data) -> tuple[dict, list[str]]:
               "comparisons": "comparisons", "votes_per_item": "votes per item",
               "trials_per_annotator": "trials per annotator", "attention_check_rate": "attention-check rate"}
     missing = [label for field, label in needed.items() if d.get(field) in (None, "", [])]
+    planning = {"expected_preference": "expected preference", "expected_tie_rate": "expected tie rate",
+                "design_effect": "design effect"}
+    missing += [f"a valid {label} ({form.errors[field][0]})" for field, label in planning.items() if field in form.errors]
     if missing:
         return {}, missing
     return {

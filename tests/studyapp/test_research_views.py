@@ -139,3 +139,25 @@ def test_retry_count_and_not_launched_are_live(staff_client, round_config):
     assert 'id="render-not-launched">16<' not in html  # sanity of the id
     assert 'id="render-not-launched">8<' in html and 'id="render-queued">0<' in html
     assert 'id="render-retry-count"' in html  # the count the poller keeps in step
+
+
+def test_delete_close_and_duplicate_need_staff(client, django_user_model, round_config):
+    from studyapp.services.rounds import round_create
+
+    draft = round_create(config=round_config)
+    opened = open_round({**round_config, "name": "opened"})
+    django_user_model.objects.create_user("not-staff", password="x")
+    for who in ("anonymous", "not-staff"):
+        if who == "not-staff":
+            client.login(username="not-staff", password="x")
+        assert client.post(f"/research/rounds/{draft.pk}/delete/")["Location"].startswith("/accounts/login/")
+        resp = client.post(f"/research/rounds/{opened.pk}/transition/", {"to": "closed", "confirm": "yes"})
+        assert resp["Location"].startswith("/accounts/login/")
+        assert client.get(f"/research/rounds/new/?from={draft.pk}")["Location"].startswith("/accounts/login/")
+    assert StudyRound.objects.get(pk=draft.pk) and StudyRound.objects.get(pk=opened.pk).status == "open"
+    # a GET never deletes or closes
+    staff = django_user_model.objects.create_user("staff2", password="x", is_staff=True)
+    client.force_login(staff)
+    client.get(f"/research/rounds/{draft.pk}/delete/")
+    client.get(f"/research/rounds/{opened.pk}/close/")
+    assert StudyRound.objects.filter(pk=draft.pk).exists() and StudyRound.objects.get(pk=opened.pk).status == "open"

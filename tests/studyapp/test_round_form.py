@@ -187,6 +187,32 @@ def test_estimate_follows_a_config_with_problems(staff_client):
     assert est["plan"]["message"].startswith("nothing to plan")
 
 
+@pytest.mark.parametrize("field, value, ok", [
+    ("design_effect", "1", True), ("design_effect", "0.99", False), ("design_effect", "x", False),
+    ("expected_preference", "0.51", True), ("expected_preference", "0.5", False),
+    ("expected_tie_rate", "0", True), ("expected_tie_rate", "-0.01", False),
+])
+def test_planning_inputs_at_and_beyond_their_limits(staff_client, field, value, ok):
+    est = staff_client.get("/research/rounds/estimate.json", {**REQUIRED, field: value}).json()
+    assert est["ok"] is ok
+    if not ok:  # said, not silently replaced by the default
+        assert any(m.startswith("a valid") for m in est["missing"])
+
+
+def test_prolific_url_length_at_and_above_the_limit(staff_client):
+    from studyapp.round_config import MAX_URL_CHARS
+
+    base = "https://app.prolific.com/submissions/complete?cc="
+    at = base + "A" * (MAX_URL_CHARS - len(base))
+    assert created(staff_client.post(URL, {**REQUIRED, "prolific_completion_url": at})).config["prolific_completion_url"] == at
+    resp = staff_client.post(URL, {**REQUIRED, "name": "over", "prolific_completion_url": at + "A"})
+    assert resp.status_code == 200 and not StudyRound.objects.filter(name="over").exists()
+    from studyapp.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="prolific_completion_url: at most"):
+        RoundConfig.from_dict({**REQUIRED, "prolific_completion_url": at + "A"})
+
+
 def test_estimate_is_staff_only(client):
     assert client.get("/research/rounds/estimate.json").status_code == 403
 
