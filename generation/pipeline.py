@@ -86,7 +86,7 @@ def load_models(spec: GenerationSpec, *, weights_dir: str | os.PathLike | None, 
             raise CheckpointError(
                 f"{path} not found. Run `python -m generation fetch-weights --dir {path.parent}` where a "
                 f"network is available, or copy {name} there (spec presets: unet={spec.unet!r}, blip={spec.blip!r}; "
-                f"use the 'tiny' presets to test without weights)"
+                f"or choose the 'toy' preset, which renders on a CPU without checkpoints)"
             )
         return path
 

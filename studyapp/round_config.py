@@ -19,6 +19,11 @@ FOCAL = "SHIFT"
 COMPARISON_MODES = ("shift-vs-baselines", "all-pairs")
 TIE_RULES = ("exclude", "half")
 MAX_CONSENT_CHARS = 20_000
+MAX_URL_CHARS = 2000
+MAX_NAME_CHARS = 200  # StudyRound.name's column
+# Nesting deeper than any real config: refused before anything walks it (a recursion limit hit
+# while validating or storing would be a crash, not a message).
+MAX_DEPTH = 12
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class RoundConfig:
     def from_dict(cls, data: Any) -> "RoundConfig":
         if not isinstance(data, dict):
             raise ConfigError(["the config must be a JSON object"])
+        shape = _shape_problems(data)
+        if shape:
+            # Junk (deep nesting, NUL characters) is listed and nothing else is read.
+            raise ConfigError(shape)
         problems: list[str] = []
         known = {f.name for f in dataclasses.fields(cls)}
         for key in sorted(set(data) - known):
@@ -79,8 +88,8 @@ class RoundConfig:
             if key not in data:
                 problems.append(f"{key}: required")
 
-        def integer(key: str, lo: int, hi: int | None = None, default: Any = None) -> Any:
-            if key not in data:
+        def integer(key: str, lo: int, hi: int | None = None, default: Any = None, nullable: bool = False) -> Any:
+            if key not in data or (nullable and data[key] is None):
                 return default
             v = data[key]
             if isinstance(v, bool) or not isinstance(v, int):
@@ -93,6 +102,9 @@ class RoundConfig:
         name = data.get("name", "")
         if "name" in data and (not isinstance(name, str) or not name.strip()):
             problems.append("name: must be a non-empty string")
+            name = ""
+        elif len(name.strip()) > MAX_NAME_CHARS:
+            problems.append(f"name: at most {MAX_NAME_CHARS} characters, got {len(name.strip())}")
         prompt_set = data.get("prompt_set", "")
         if "prompt_set" in data and (not isinstance(prompt_set, str) or not prompt_set.strip()):
             problems.append("prompt_set: must be the name of a prompt set")
@@ -123,7 +135,8 @@ class RoundConfig:
         seeds = integer("seeds_per_prompt", 1, 1000)
         votes = integer("votes_per_item", 1, 1000)
         trials = integer("trials_per_annotator", 1, 10000)
-        limit = integer("prompt_limit", 1, 1_000_000)
+        # null (or no key): every prompt of the set; a stored config says null, and must load again.
+        limit = integer("prompt_limit", 1, 1_000_000, nullable=True)
         round_seed = integer("round_seed", 0, 2**31 - 1, 0)
         practice = integer("practice_trials", 0, 20, 2)
         min_view = integer("min_view_ms", 0, 60_000, 1500)
@@ -169,6 +182,9 @@ class RoundConfig:
         url = data.get("prolific_completion_url", "")
         if not isinstance(url, str) or (url and not url.startswith("https://")):
             problems.append("prolific_completion_url: must be empty or an https:// URL")
+            url = ""
+        elif len(url) > MAX_URL_CHARS:
+            problems.append(f"prolific_completion_url: at most {MAX_URL_CHARS} characters, got {len(url)}")
 
         consent = data.get("consent_text", "")
         if not isinstance(consent, str):
@@ -208,6 +224,32 @@ class RoundConfig:
             prolific_completion_url=url,
             consent_text=consent.strip(),
         )
+
+
+def _shape_problems(data: dict) -> list[str]:
+    """Nesting deeper than MAX_DEPTH and NUL characters anywhere (PostgreSQL's text and jsonb
+    refuse NUL): each listed with the path where it was found. Iterative, so junk cannot exhaust
+    the stack."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack and len(problems) < 20:
+        path, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            problems.append(f"{path or 'config'}: nested deeper than {MAX_DEPTH} levels")
+            continue
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems.append(f"{path}: contains a NUL character")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                key = str(k)
+                if "\x00" in key:
+                    problems.append(f"{path or 'config'}: a key contains a NUL character")
+                    key = key.replace("\x00", "\\0")
+                stack.append((f"{path}.{key}" if path else key, v, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v, depth + 1) for i, v in enumerate(value))
+    return sorted(problems)
 
 
 def _normalise_generation(generation: dict, problems: list[str]) -> dict:

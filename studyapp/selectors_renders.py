@@ -20,9 +20,10 @@ class RenderProgress:
     done: int
     failed: int
     pending: int  # not done and not failed: pending, queued, running, cancelled
-    queued: int
+    queued: int  # sent to the workers (or this process), not started
     running: int
     cancelled: int
+    not_launched: int = 0  # created with the round, never sent: nothing is waiting on them
     stalled: int = 0  # running, but no live worker holds them (a worker died; reclaimed on re-delivery)
     failures: list[dict] = field(default_factory=list)
 
@@ -38,6 +39,7 @@ class RenderProgress:
         return {
             "round_status": self.round_status, "total": self.total, "done": self.done, "failed": self.failed,
             "pending": self.pending, "queued": self.queued, "running": self.running, "cancelled": self.cancelled,
+            "not_launched": self.not_launched,
             "stalled": self.stalled, "active": self.active, "percent": self.percent, "failures": self.failures,
         }
 
@@ -57,7 +59,7 @@ def render_progress(rnd: StudyRound, *, max_failures: int = 50) -> RenderProgres
         stalled = len(running) - len(renders_held(running))
     return RenderProgress(
         round_status=rnd.status, total=total, done=done, failed=failed, pending=total - done - failed,
-        queued=counts.get(RS.QUEUED, 0) + counts.get(RS.PENDING, 0), running=counts.get(RS.RUNNING, 0),
+        queued=counts.get(RS.QUEUED, 0), not_launched=counts.get(RS.PENDING, 0), running=counts.get(RS.RUNNING, 0),
         cancelled=counts.get(RS.CANCELLED, 0), stalled=stalled, failures=failures,
     )
 
@@ -90,3 +92,43 @@ def gallery_rows(rnd: StudyRound) -> tuple[list[str], list[GalleryRow]]:
     objectives.sort(key=lambda o: o != "SHIFT")
     out = [GalleryRow(*meta[k], [rows[k].get(o) for o in objectives]) for k in sorted(rows)]
     return objectives, out
+
+
+
+def _missing_files(unet: str | None, blip: str | None) -> list[str]:
+    from django.conf import settings
+
+    from generation.weights import PRESET_FILES
+
+    names = dict.fromkeys(PRESET_FILES.get(unet, ()) + PRESET_FILES.get(blip, ()))
+    folder = settings.WEIGHTS_DIR
+    return [n for n in names if not (folder and (folder / n).is_file())]
+
+
+def preset_missing_weights(preset: str) -> list[str]:
+    """Checkpoint files a preset's spec needs that are not in this machine's WEIGHTS_DIR ([] when
+    it needs none, or has them all). Workers on other machines may have them: a warning, not a refusal."""
+    from generation.presets import PRESETS, spec_from_config
+
+    if preset not in PRESETS:
+        return []
+    spec = spec_from_config({"preset": preset})
+    return _missing_files(spec.unet, spec.blip)
+
+
+def round_missing_weights(rnd: StudyRound) -> list[str]:
+    """The checkpoint files this round's generation spec needs and this machine lacks."""
+    gen = rnd.config.get("generation") or {}
+    return _missing_files(gen.get("unet"), gen.get("blip"))
+
+
+def generation_presets() -> list[dict]:
+    """The named presets for the new-round form, in ``preset_choices()`` order, each with the
+    checkpoint files this machine lacks for it."""
+    from generation.presets import PRESETS
+
+    return [
+        {"name": p.name, "label": p.label, "description": p.description, "seconds_per_image": p.seconds_per_image,
+         "device": p.device, "missing": preset_missing_weights(p.name)}
+        for p in PRESETS.values()
+    ]

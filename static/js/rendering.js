@@ -30,9 +30,13 @@
     set("render-queued", p.queued);
     set("render-running", p.running);
     set("render-cancelled", p.cancelled);
+    set("render-not-launched", p.not_launched);
+    set("render-retry-count", p.failed);
+    var retry = document.getElementById("render-retry");
+    if (retry) retry.hidden = !p.failed;
     set("render-stalled", p.stalled);
     document.getElementById("render-stalled-box").hidden = !p.stalled;
-    document.getElementById("render-bar").style.width = p.percent + "%";
+    document.getElementById("render-bar").value = p.percent;
     var body = document.getElementById("render-failures-body");
     body.textContent = "";
     p.failures.forEach(function (f) {

@@ -74,6 +74,48 @@ def round_create(*, config: dict, created_by=None) -> StudyRound:
     return rnd
 
 
+DELETABLE = (Status.DRAFT, Status.RENDERING, Status.READY)
+
+
+def round_delete_problem(rnd: StudyRound) -> str:
+    """Why ``rnd`` cannot be deleted, or '' when it can: a round that was never opened and has no
+    render in a worker's hands (a draft, a failed render run, a ready round nobody saw)."""
+    if rnd.status not in DELETABLE:
+        return (f"round #{rnd.pk} is {rnd.status}: it was opened to annotators, and its votes are the record "
+                "of the study, so it cannot be deleted")
+    busy = rnd.renders.filter(status__in=[Render.Status.QUEUED, Render.Status.RUNNING]).count()
+    if busy:
+        return f"round #{rnd.pk} has {busy} render(s) queued or running: cancel the render run first, then delete"
+    if rnd.annotators.exists():
+        return f"round #{rnd.pk} has annotators; it cannot be deleted"
+    return ""
+
+
+def round_delete(*, round_id: int) -> str:
+    """Delete a round that was never opened, with its renders, items and image files.
+
+    Returns the deleted round's name; raises :class:`TransitionError` saying why not otherwise."""
+    from studyapp.storage import render_file_delete
+
+    with transaction.atomic():
+        rnd = StudyRound.objects.select_for_update().filter(pk=round_id).first()
+        if rnd is None:
+            raise TransitionError(f"no round with id {round_id} (already deleted?)")
+        problem = round_delete_problem(rnd)
+        if problem:
+            raise TransitionError(problem)
+        files = [n for n in rnd.renders.exclude(image="").values_list("image", flat=True) if n]
+        name = rnd.name
+        rnd.items.all().delete()  # items hold PROTECT references to the renders
+        rnd.renders.all().delete()
+        rnd.delete()
+    # The rows are gone for good: now the files (a crash before this line leaves orphans, never a
+    # row without its image).
+    for f in files:
+        render_file_delete(f)
+    return name
+
+
 def item_order(n: int, round_seed: int) -> list[int]:
     """The allocation order of a round's ``n`` items (a permutation of 0..n-1), from its seed."""
     order = list(range(n))

@@ -7,7 +7,6 @@ not served, so nothing here can be fetched by an annotator.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, JsonResponse
@@ -19,6 +18,7 @@ from studyapp import selectors_renders
 from studyapp.exceptions import StudyError
 from studyapp.models import Render, StudyRound
 from studyapp.services import renders as render_services
+from studyapp.views.access import staff_required
 
 GALLERY_ROWS_PER_PAGE = 20
 
@@ -27,8 +27,14 @@ def rendering_context(rnd: StudyRound) -> dict:
     """Context of ``research/_rendering.html`` (included in the round page)."""
     from django.conf import settings
 
+    progress = selectors_renders.render_progress(rnd)
+    missing = selectors_renders.round_missing_weights(rnd) if progress.total > progress.done else []
     return {
-        "progress": selectors_renders.render_progress(rnd),
+        "progress": progress,
+        # Checkpoints this round needs and this machine lacks: with no broker every render here
+        # fails; the way out is a duplicate of the round on the toy preset.
+        "missing_weights": missing,
+        "weights_dir": settings.WEIGHTS_DIR,
         "weights_label": selectors_renders.round_weights_label(rnd),
         "broker": bool(settings.CELERY_BROKER_URL),
         "queue": settings.RENDER_QUEUE,
@@ -58,19 +64,19 @@ def _action(request, round_id: int, run) -> object:
     return redirect("research:round_detail", round_id=round_id)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def launch_view(request, round_id: int):
     return _action(request, round_id, lambda: render_services.renders_launch(round_id=round_id).message)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def retry_failed_view(request, round_id: int):
     return _action(request, round_id, lambda: render_services.renders_retry_failed(round_id=round_id).message)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def cancel_view(request, round_id: int):
     def run():
@@ -80,7 +86,7 @@ def cancel_view(request, round_id: int):
     return _action(request, round_id, run)
 
 
-@staff_member_required
+@staff_required
 def gallery(request, round_id: int):
     rnd = get_object_or_404(StudyRound.objects.select_related("prompt_set"), pk=round_id)
     objectives, rows = selectors_renders.gallery_rows(rnd)
@@ -98,7 +104,7 @@ def gallery(request, round_id: int):
     )
 
 
-@staff_member_required
+@staff_required
 def render_image(request, render_id: int):
     r = get_object_or_404(Render, pk=render_id)
     if r.status != Render.Status.DONE or not r.image.name:

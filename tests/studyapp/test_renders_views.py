@@ -29,8 +29,10 @@ def test_progress_json_is_staff_only(rnd, client, django_user_model):
 
 def test_progress_json_counts(rnd, staff_client):
     data = staff_client.get(f"/research/rounds/{rnd.pk}/rendering.json").json()
-    assert data == {"round_status": "draft", "total": 2, "done": 0, "failed": 0, "pending": 2, "queued": 2,
-                    "running": 0, "cancelled": 0, "stalled": 0, "active": False, "percent": 0, "failures": []}
+    # A round never launched has nothing queued: its renders are "not launched" (issue 11 item 14).
+    assert data == {"round_status": "draft", "total": 2, "done": 0, "failed": 0, "pending": 2, "queued": 0,
+                    "not_launched": 2, "running": 0, "cancelled": 0, "stalled": 0, "active": False, "percent": 0,
+                    "failures": []}
     assert staff_client.get("/research/rounds/999999/rendering.json").status_code == 404
 
 

@@ -70,3 +70,47 @@ def test_consent_text_is_optional_and_validated(round_config):
         with pytest.raises(ConfigError) as exc:
             RoundConfig.from_dict({**round_config, "consent_text": bad})
         assert "consent_text" in str(exc.value.problems)
+
+
+def test_prompt_limit_null_or_absent_means_every_prompt_and_round_trips(round_config):
+    for cfg in (RoundConfig.from_dict({k: v for k, v in round_config.items() if k != "prompt_limit"}),
+                RoundConfig.from_dict({**round_config, "prompt_limit": None})):
+        assert cfg.prompt_limit is None
+        assert cfg.to_dict()["prompt_limit"] is None and RoundConfig.from_dict(cfg.to_dict()) == cfg
+    assert "prompt_limit" in str(problems_of({**round_config, "prompt_limit": 0}))
+    assert "prompt_limit" in str(problems_of({**round_config, "prompt_limit": "all"}))
+
+
+def test_name_length_at_and_above_the_column(round_config):
+    from studyapp.round_config import MAX_NAME_CHARS
+
+    assert RoundConfig.from_dict({**round_config, "name": "n" * MAX_NAME_CHARS}).name == "n" * MAX_NAME_CHARS
+    assert problems_of({**round_config, "name": "n" * (MAX_NAME_CHARS + 1)}) == [
+        f"name: at most {MAX_NAME_CHARS} characters, got {MAX_NAME_CHARS + 1}"]
+
+
+def nested(depth):
+    value = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_nesting_at_just_below_and_above_the_limit(round_config):
+    from studyapp.round_config import MAX_DEPTH
+
+    # generation.cap_prompt sits at depth 2; the innermost string at 2 + n
+    ok = {**round_config, "generation": {"cap_prompt": nested(MAX_DEPTH - 2)}}
+    assert "nested deeper" not in str(problems_of(ok))  # refused, but by the spec (not a string)
+    deep = problems_of({**round_config, "generation": {"cap_prompt": nested(MAX_DEPTH - 1)}})
+    assert deep == [f"generation.cap_prompt{'[0]' * (MAX_DEPTH - 1)}: nested deeper than {MAX_DEPTH} levels"]
+    assert "nested deeper" in str(problems_of({**round_config, "generation": {"cap_prompt": nested(100_000)}}))
+
+
+def test_nul_anywhere_is_listed_with_its_place(round_config):
+    problems = problems_of({**round_config, "name": "a\x00", "objectives": ["SHIFT\x00", "ITC"],
+                            "generation": {"cap_prompt": "\x00", "x\x00": 1}})
+    assert problems == sorted([
+        "name: contains a NUL character", "objectives[0]: contains a NUL character",
+        "generation.cap_prompt: contains a NUL character", "generation: a key contains a NUL character",
+    ])

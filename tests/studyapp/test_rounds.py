@@ -84,3 +84,31 @@ def test_all_pairs_round_declares_shift_against_every_other_objective(round_conf
     assert rnd.analysis_settings["focal"] == "SHIFT"
     assert sorted(rnd.analysis_settings["baselines"]) == ["BLEND", "CAP", "ITC"]
     assert rnd.analysis_settings["exclusions"]["min_response_ms"] == 800
+
+
+def test_delete_refuses_renders_in_a_workers_hands_and_opened_rounds(round_config, django_capture_on_commit_callbacks):
+    from studyapp.services import renders as render_services
+    from studyapp.services.rounds import round_delete
+
+    rnd = round_create(config=round_config)
+    with django_capture_on_commit_callbacks(execute=True):
+        render_services.renders_launch(round_id=rnd.pk, dispatch=lambda units: None)
+    with pytest.raises(TransitionError, match="queued or running: cancel the render run first"):
+        round_delete(round_id=rnd.pk)
+    # a failed render run (nothing queued or running) can go
+    rnd.renders.update(status=Render.Status.FAILED, error="no checkpoint")
+    assert round_delete(round_id=rnd.pk) == "test round"
+    assert not StudyRound.objects.filter(pk=rnd.pk).exists()
+    with pytest.raises(TransitionError, match="no round with id"):
+        round_delete(round_id=rnd.pk)
+
+    opened = round_create(config=round_config)
+    finish_renders(opened)
+    round_transition(round_id=opened.pk, to="ready")
+    round_transition(round_id=opened.pk, to="open")
+    for status in ("open", "closed"):
+        if status == "closed":
+            round_transition(round_id=opened.pk, to="closed")
+        with pytest.raises(TransitionError, match="votes are the record of the study"):
+            round_delete(round_id=opened.pk)
+    assert StudyRound.objects.filter(pk=opened.pk).exists()

@@ -18,7 +18,9 @@ class Command(BaseCommand):
                 data = json.load(f)
         except OSError as exc:
             raise CommandError(f"cannot read {config}: {exc.strerror}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except RecursionError:
+            raise CommandError(f"{config} is nested too deeply to be a round config") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer literal
             raise CommandError(f"{config} is not valid JSON: {exc}") from None
         try:
             rnd = round_create(config=data)

@@ -20,29 +20,30 @@ from studyapp.services.rounds import round_create, round_transition
 DEMO_USER = "researcher"
 DEMO_ROUND = "Demo: DrawBench, SHIFT vs ITC, CAP, BLEND"
 DEMO_TOY_ROUND = "Demo: toy world, SHIFT vs ITC, ITM, CAP, BLEND"
-DEFAULT_ADDRPORT = "127.0.0.1:8000"
+DEFAULT_ADDRPORT = selectors.DEFAULT_ADDRPORT
 
 
 def real_weights_present() -> bool:
-    """True when WEIGHTS_DIR holds every file of the default (paper) spec's presets."""
-    from generation.spec import GenerationSpec
-    from generation.weights import PRESET_FILES
+    """True when WEIGHTS_DIR holds every file of the paper preset."""
+    from studyapp.selectors_renders import preset_missing_weights
 
-    spec = GenerationSpec()
-    names = PRESET_FILES[spec.unet] + PRESET_FILES[spec.blip]
-    return bool(settings.WEIGHTS_DIR) and all((settings.WEIGHTS_DIR / n).is_file() for n in names)
+    return not preset_missing_weights("paper")
 
 
 class Command(BaseCommand):
     help = (
-        "Quickstart: migrate, make a staff login, create and render a small demo round on DrawBench "
-        "(the real models when WEIGHTS_DIR holds the checkpoints, else the toy world's trained 32x32 models; "
-        "--tiny: tiny random weights), open it, "
-        "print the researcher and annotator URLs, and run the server at 127.0.0.1:8000."
+        "Quickstart: migrate, make a staff login, create and render a small demo round, open it, print the "
+        "researcher and annotator URLs, and run the server (default 127.0.0.1:8000). Without the paper's "
+        "checkpoints in WEIGHTS_DIR (the usual case) the round is the toy world: 32x32 scenes of coloured shapes "
+        "from small trained models shipped with the project, rendered on the CPU in about a minute. With the "
+        "checkpoints: a DrawBench round with the paper's models. --tiny: tiny random weights (noise-like images, "
+        "workflow only)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--addrport", default=DEFAULT_ADDRPORT, help="where the server listens")
+        parser.add_argument("--addrport", default=DEFAULT_ADDRPORT,
+                            help="where the server listens, as runserver takes it (printed links follow it; "
+                                 "`round_status ID --addrport` prints the same links)")
         parser.add_argument("--no-server", action="store_true", help="prepare everything, do not run the server")
         parser.add_argument("--prompts", type=int, default=4, help="prompts in the demo round (default 4)")
         parser.add_argument("--new-password", action="store_true", help=f"give {DEMO_USER!r} a new password and print it")
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         rnd.refresh_from_db()
         if rnd.status == StudyRound.Status.READY:
             rnd = round_transition(round_id=rnd.pk, to=StudyRound.Status.OPEN)
-        base = _base_url(addrport)
+        base = selectors.base_url_for(addrport)
         self.stdout.write(self.style.SUCCESS(f"Demo round #{rnd.pk} is {rnd.status}."))
         self.stdout.write(f"  Researcher page: {base}{reverse('research:round_detail', args=[rnd.pk])}")
         self.stdout.write(f"  Gallery:         {base}{reverse('research:round_gallery', args=[rnd.pk])}")
@@ -150,11 +151,3 @@ class Command(BaseCommand):
                 f"{failed.count()} demo render(s) failed: {failed.first().error}\nFix the cause and run the demo again."
             )
 
-
-def _base_url(addrport: str) -> str:
-    """Where the printed links point: SITE_URL, unless --addrport moved the server elsewhere."""
-    if addrport == DEFAULT_ADDRPORT:
-        return settings.SITE_URL
-    host, _, port = addrport.rpartition(":")
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
-    return f"http://{host}:{port}"
