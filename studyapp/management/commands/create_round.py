@@ -5,6 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 from studyapp.exceptions import StudyError
 from studyapp.services.rounds import round_create
 
+# A round config is a few hundred bytes; anything this large is not one.
+MAX_CONFIG_BYTES = 1024 * 1024
+
 
 class Command(BaseCommand):
     help = "Create a study round from a JSON config file and print its id."
@@ -14,14 +17,22 @@ class Command(BaseCommand):
 
     def handle(self, config, **options):
         try:
-            with open(config, encoding="utf-8") as f:
-                data = json.load(f)
+            with open(config, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise CommandError(f"cannot read {config}: {exc.strerror}") from None
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise CommandError(f"{config} is larger than {MAX_CONFIG_BYTES:,} bytes; a round config is a small JSON object")
+        try:
+            data = json.loads(raw.decode("utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CommandError(f"{config} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise CommandError(f"{config} is nested too deeply to be a round config; see README 'Round config'") from None
         try:
             rnd = round_create(config=data)
         except StudyError as exc:
             raise CommandError(exc.message) from None
+        except RecursionError:  # parsed, but too deep for the validation to walk
+            raise CommandError(f"{config} is nested too deeply to be a round config; see README 'Round config'") from None
         self.stdout.write(str(rnd.pk))
