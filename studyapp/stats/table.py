@@ -18,6 +18,8 @@ from typing import IO
 
 import numpy as np
 
+from studyapp.stats.csvsafe import escape, unescape_column
+
 VOTE_COLUMNS: tuple[str, ...] = (
     "round_id",
     "vote_id",
@@ -370,7 +372,8 @@ def _read(fh: IO[str], source: str) -> VoteTable:
     if problems:
         raise VotesFileError(problems, source=source)
     columns = list(zip(*rows)) if rows else [()] * width
-    data = {c: columns[p] for c, p in zip(VOTE_COLUMNS, pos)}
+    # Exported cells that a spreadsheet would run carry a leading quote (studyapp.stats.csvsafe).
+    data = {c: unescape_column(columns[p]) for c, p in zip(VOTE_COLUMNS, pos)}
     return VoteTable.from_columns(data, source=source, first_line=2, all_text=True)
 
 
@@ -382,7 +385,7 @@ def write_votes_csv(table: VoteTable, path_or_file: str | os.PathLike | IO[str])
         return
     w = csv.writer(path_or_file, lineterminator="\n")
     w.writerow(VOTE_COLUMNS)
-    w.writerows(table.to_rows())
+    w.writerows([escape(v) for v in row] for row in table.to_rows())
 
 
 def votes_csv_text(table: VoteTable) -> str:
