@@ -12,6 +12,7 @@ from django.utils.text import slugify
 
 from studyapp.exceptions import ImportFileError
 from studyapp.models import Prompt, PromptSet
+from studyapp.services.files import TooLarge, read_at_most
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 TOYWORLD_PROMPTS = Path(__file__).resolve().parents[2] / "generation" / "toyworld" / "toyworld_prompts.tsv"
@@ -197,10 +198,10 @@ def _line_number(problem: str) -> int:
 def read_capped(stream, *, what: str = "file", limit: int | None = None) -> bytes:
     """Read a binary stream, refusing it once it passes ``limit`` bytes (never reads more)."""
     limit = MAX_FILE_BYTES if limit is None else limit
-    data = stream.read(limit + 1)
-    if len(data) > limit:
-        raise ImportFileError([f"the file is larger than {limit:,} bytes, the most a prompt file may be"], what=what)
-    return data
+    try:
+        return read_at_most(stream, limit)
+    except TooLarge:
+        raise ImportFileError([f"the file is larger than {limit:,} bytes, the most a prompt file may be"], what=what) from None
 
 
 @transaction.atomic

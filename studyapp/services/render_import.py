@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from studyapp.exceptions import ImportFileError, TransitionError
 from studyapp.models import Render, StudyRound
+from studyapp.services.files import TooLarge, iter_chunks, read_at_most
 from studyapp.services.renders import RenderError
 from studyapp.services.rounds import round_transition
 from studyapp.storage import png_reencoded, render_file_delete, render_file_write
@@ -36,7 +37,6 @@ MAX_PIXELS = 4096 * 4096
 # A 4096x4096 RGBA PNG without compression is 64 MiB; a bigger file is not a study image.
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-CHUNK_BYTES = 1024 * 1024
 
 Status = StudyRound.Status
 
@@ -61,13 +61,12 @@ class ImportResult:
 def _file_sha256(path: Path, limit: int) -> str:
     """SHA-256 of a file read in chunks; refuses it once it passes ``limit`` bytes."""
     digest = hashlib.sha256()
-    seen = 0
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            seen += len(chunk)
-            if seen > limit:
-                raise ValueError(f"larger than {limit:,} bytes, the most an image file may be")
-            digest.update(chunk)
+        try:
+            for chunk in iter_chunks(f, limit):
+                digest.update(chunk)
+        except TooLarge:
+            raise ValueError(f"larger than the {limit:,} bytes an image file may be") from None
     return digest.hexdigest()
 
 
@@ -98,14 +97,14 @@ def manifest_validate(rnd: StudyRound, directory: Path) -> list[ManifestRow]:
         raise ImportFileError([f"{directory} is not a folder"], what="import")
     try:
         with open(directory / MANIFEST, "rb") as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
+            raw = read_at_most(f, MAX_MANIFEST_BYTES)
+    except TooLarge:
+        raise ImportFileError([f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes; one line per render is far less"], what=what) from None
     except OSError as exc:
         raise ImportFileError(
             [f"cannot read {MANIFEST} in {directory} ({exc.strerror}); it needs the columns {', '.join(COLUMNS)}"],
             what=what,
         ) from None
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ImportFileError([f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes; one line per render is far less"], what=what)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

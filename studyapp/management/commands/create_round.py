@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.exceptions import StudyError
+from studyapp.services.files import TooLarge, read_at_most
 from studyapp.services.rounds import round_create
 
 # A round config is a few hundred bytes; anything this large is not one.
@@ -18,11 +19,11 @@ class Command(BaseCommand):
     def handle(self, config, **options):
         try:
             with open(config, "rb") as f:
-                raw = f.read(MAX_CONFIG_BYTES + 1)
+                raw = read_at_most(f, MAX_CONFIG_BYTES)
         except OSError as exc:
             raise CommandError(f"cannot read {config}: {exc.strerror}") from None
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise CommandError(f"{config} is larger than {MAX_CONFIG_BYTES:,} bytes; a round config is a small JSON object")
+        except TooLarge:
+            raise CommandError(f"{config} is larger than {MAX_CONFIG_BYTES:,} bytes; a round config is a small JSON object") from None
         try:
             data = json.loads(raw.decode("utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
