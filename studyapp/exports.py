@@ -35,6 +35,7 @@ from studyapp.models import Annotator, StudyRound, Vote
 from studyapp.selectors_results import round_analysis_settings, round_vote_rows
 from studyapp.stats.__main__ import run as run_stats_on_file
 from studyapp.stats.csvsafe import escape as csv_cell_escape
+from studyapp.stats.table import TEXT_COLUMNS
 
 QC_COLUMNS = ("qc_annotator_status", "qc_annotator_excluded", "qc_annotator_reasons", "qc_vote_kept")
 VOTES_CSV_COLUMNS = tuple(stats.VOTE_COLUMNS) + QC_COLUMNS
@@ -92,14 +93,16 @@ def votes_csv_bytes(rows: list[dict], table: stats.VoteTable, settings: stats.An
     w.writerow(VOTES_CSV_COLUMNS)
     for i, row in enumerate(rows):
         qc = by_annotator.get(row["annotator"])
-        cells = [row[c] for c in stats.VOTE_COLUMNS] + [
-            qc_status.get(row["annotator"], ""),
-            ("true" if qc["excluded"] else "false") if qc else "",
-            ";".join(qc["reasons"]) if qc else "",
-            ("true" if keep[i] else "false") if row["trial_kind"] == "regular" else "",
-        ]
-        # Spreadsheet-safe, reversibly: the stats reader undoes it (studyapp.stats.csvsafe).
-        w.writerow([csv_cell_escape(c) for c in cells])
+        # Text cells spreadsheet-safe, reversibly: the stats reader undoes it (studyapp.stats.csvsafe).
+        w.writerow(
+            [csv_cell_escape(row[c]) if c in TEXT_COLUMNS else row[c] for c in stats.VOTE_COLUMNS]
+            + [
+                qc_status.get(row["annotator"], ""),
+                ("true" if qc["excluded"] else "false") if qc else "",
+                csv_cell_escape(";".join(qc["reasons"])) if qc else "",
+                ("true" if keep[i] else "false") if row["trial_kind"] == "regular" else "",
+            ]
+        )
     return buf.getvalue().encode("utf-8")
 
 

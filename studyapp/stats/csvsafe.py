@@ -40,7 +40,10 @@ def unescape(text: str) -> str:
 
 def unescape_column(values: Sequence[str]) -> Sequence[str]:
     """:func:`unescape` over a column; returns ``values`` itself (no copy) when no cell is
-    escaped, found with one C-speed join and search rather than a Python loop per cell."""
-    if not values or ("\x00" + "\x00".join(values)).find("\x00" + QUOTE) < 0:
+    escaped. Looks at the distinct values only (a set, built at C speed): vote columns repeat
+    a few prompts, categories and pseudonyms over many rows."""
+    escaped = {v for v in set(values) if v.startswith(QUOTE)}
+    if not escaped:
         return values
-    return [unescape(v) for v in values]
+    plain = {v: v[1:] for v in escaped}
+    return [plain.get(v, v) for v in values]
