@@ -27,8 +27,15 @@ def production_env(**over):
 
 
 def test_check_deploy_passes_with_the_required_variables():
-    res = manage("check", "--deploy", "--fail-level", "WARNING", **production_env())
+    res = manage("check", "--deploy", "--fail-level", "WARNING", **production_env(TRUST_PROXY_HEADERS="true"))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_check_deploy_warns_when_https_redirects_cannot_see_the_proxy():
+    res = manage("check", "--deploy", "--fail-level", "WARNING", **production_env())
+    assert res.returncode != 0 and "studyapp.W002" in res.stderr and "TRUST_PROXY_HEADERS=true" in res.stderr
+    res = manage("check", "--deploy", "--fail-level", "WARNING", **production_env(SECURE_SSL_REDIRECT="false"))
+    assert "studyapp.W002" not in res.stdout + res.stderr  # (Django's own W008 says what that costs)
 
 
 def test_development_secret_key_is_refused_in_production():
