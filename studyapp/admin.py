@@ -56,7 +56,9 @@ class PromptSetAdmin(admin.ModelAdmin):
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):
+class PromptAdmin(ReadOnlyAdmin):
+    # Prompts come from files (import_prompts, the import page); the text an annotator saw is
+    # part of the record, so it is not edited by hand either.
     list_display = ("text", "category", "prompt_set", "position")
     list_filter = ("prompt_set", "category")
     search_fields = ("text", "external_id")

@@ -232,7 +232,11 @@ def test_admin_cannot_delete_or_edit_votes_trials_annotators_or_items(admin_clie
     assert resp.status_code == 403
     resp = admin_client.post(f"/admin/studyapp/vote/{vote.pk}/change/", {"choice": "right", "winner": "x"})
     assert resp.status_code == 403
-    for model in ("vote", "trial", "annotator", "comparisonitem"):
+    prompt = item.prompt
+    resp = admin_client.post(f"/admin/studyapp/prompt/{prompt.pk}/change/", {"text": "=HYPERLINK(1)", "position": 0})
+    assert resp.status_code == 403
+    assert Prompt.objects.get(pk=prompt.pk).text == prompt.text
+    for model in ("vote", "trial", "annotator", "comparisonitem", "prompt"):
         assert admin_client.post(f"/admin/studyapp/{model}/add/", {}).status_code == 403
     # the bulk "delete selected" action is not offered
     resp = admin_client.post("/admin/studyapp/annotator/", {"action": "delete_selected", "_selected_action": [ann.pk], "post": "yes"})
