@@ -29,3 +29,21 @@ def check_broker_in_production(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register(deploy=True)
+def check_https_behind_proxy(app_configs, **kwargs):
+    # README "Running it for real": gunicorn on loopback behind a TLS proxy. Without trusting the
+    # proxy's X-Forwarded-Proto every request looks like plain HTTP and SECURE_SSL_REDIRECT
+    # answers each one with a redirect to HTTPS, forever.
+    if settings.PRODUCTION and settings.SECURE_SSL_REDIRECT and not settings.TRUST_PROXY_HEADERS:
+        return [
+            Warning(
+                "SECURE_SSL_REDIRECT is on but TRUST_PROXY_HEADERS is off: behind a TLS reverse proxy every request "
+                "would be redirected to HTTPS again and again.",
+                hint="Behind the proxy of README 'Running it for real' (gunicorn on 127.0.0.1) set TRUST_PROXY_HEADERS=true. "
+                "If gunicorn itself serves TLS (--certfile), this warning does not apply.",
+                id="studyapp.W002",
+            )
+        ]
+    return []

@@ -9,7 +9,8 @@ every number of ``summary.json`` without the database (DESIGN invariant 6).
 the stats reader ignores: ``qc_annotator_status`` (the platform's live screening of the
 annotator), ``qc_annotator_excluded`` / ``qc_annotator_reasons`` (the declared annotator rules, as
 ``stats.annotator_qc`` applies them) and ``qc_vote_kept`` (regular votes: whether the vote enters
-the "declared" results; empty for attention and practice rows).
+the "declared" results; empty for attention and practice rows). Cells a spreadsheet would run as
+a formula are written with a leading quote (``studyapp.stats.csvsafe``), undone by the reader.
 
 The bundle is cached per round and content key (vote count, last vote id, annotator QC statuses,
 analysis settings), so the round page and its downloads cost one analysis per new vote.
@@ -33,6 +34,8 @@ from studyapp import stats
 from studyapp.models import Annotator, StudyRound, Vote
 from studyapp.selectors_results import round_analysis_settings, round_vote_rows
 from studyapp.stats.__main__ import run as run_stats_on_file
+from studyapp.stats.csvsafe import escape as csv_cell_escape
+from studyapp.stats.table import TEXT_COLUMNS
 
 QC_COLUMNS = ("qc_annotator_status", "qc_annotator_excluded", "qc_annotator_reasons", "qc_vote_kept")
 VOTES_CSV_COLUMNS = tuple(stats.VOTE_COLUMNS) + QC_COLUMNS
@@ -90,12 +93,13 @@ def votes_csv_bytes(rows: list[dict], table: stats.VoteTable, settings: stats.An
     w.writerow(VOTES_CSV_COLUMNS)
     for i, row in enumerate(rows):
         qc = by_annotator.get(row["annotator"])
+        # Text cells spreadsheet-safe, reversibly: the stats reader undoes it (studyapp.stats.csvsafe).
         w.writerow(
-            [row[c] for c in stats.VOTE_COLUMNS]
+            [csv_cell_escape(row[c]) if c in TEXT_COLUMNS else row[c] for c in stats.VOTE_COLUMNS]
             + [
                 qc_status.get(row["annotator"], ""),
                 ("true" if qc["excluded"] else "false") if qc else "",
-                ";".join(qc["reasons"]) if qc else "",
+                csv_cell_escape(";".join(qc["reasons"])) if qc else "",
                 ("true" if keep[i] else "false") if row["trial_kind"] == "regular" else "",
             ]
         )

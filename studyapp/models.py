@@ -329,3 +329,29 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"vote {self.criterion}={self.choice}"
+
+
+class AnnotatorExclusion(models.Model):
+    """A researcher's decision to leave one annotator out of the analysis: who, when and why.
+
+    Append-only like the votes (the admin cannot edit or delete it, nor can SQL delete it): the
+    annotator's votes stay in the record and in ``votes.csv``; the analysis settings carry the
+    exclusion (``staff_exclusions``), so the "declared" results leave them out with the reason,
+    and an export recomputes the same numbers from its own files."""
+
+    annotator = models.OneToOneField(Annotator, on_delete=models.PROTECT, related_name="exclusion")
+    reason = models.CharField(max_length=500)
+    excluded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The user name at the time, kept if the account is later removed.
+    excluded_by_name = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="exclusion_reason_not_empty"),
+            models.CheckConstraint(condition=~Q(excluded_by_name=""), name="exclusion_by_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"exclusion of {self.annotator} by {self.excluded_by_name}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timezone as dt_timezone
 
-from studyapp.models import StudyRound, Trial, Vote
+from studyapp.models import AnnotatorExclusion, StudyRound, Trial, Vote
 from studyapp.round_config import FOCAL
 from studyapp.services.rounds import analysis_settings_for
 
@@ -122,4 +122,7 @@ def round_vote_count(rnd: StudyRound) -> int:
 def round_analysis_settings(rnd: StudyRound) -> dict:
     """The round's analysis settings in the stats module's format (``AnalysisSettings.from_dict``):
     frozen when the round opened, or before opening those its config declares."""
-    return rnd.analysis_settings if rnd.analysis_settings is not None else analysis_settings_for(rnd)
+    base = rnd.analysis_settings if rnd.analysis_settings is not None else analysis_settings_for(rnd)
+    staff = dict(AnnotatorExclusion.objects.filter(annotator__round=rnd).values_list("annotator__pseudonym", "reason"))
+    # Exclusions decided by staff after opening join the frozen settings (and so settings.json).
+    return {**base, "staff_exclusions": staff} if staff else base

@@ -4,14 +4,17 @@ Two modes, chosen by ``STUDY_ENV``:
 
 - ``development`` (default): DEBUG on, a development SECRET_KEY, the embedded PostgreSQL when
   ``DATABASE_URL`` is unset, in-process rendering when ``CELERY_BROKER_URL`` is unset.
-- ``production``: refuses to start with the development key, with DEBUG on, or without
-  ``DATABASE_URL`` / ``ALLOWED_HOSTS``, and says what to set.
+- ``production``: refuses to start with the development key or a short one, with DEBUG on,
+  without ``DATABASE_URL`` / ``ALLOWED_HOSTS`` or with ``ALLOWED_HOSTS=*``, and says what to set.
+  ``TRUST_PROXY_HEADERS=true`` (only behind a reverse proxy that sets them) makes Django believe
+  the proxy's ``X-Forwarded-Proto`` and ``X-Forwarded-For``; otherwise they are ignored.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -57,21 +60,34 @@ PRODUCTION = STUDY_ENV == "production"
 
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 SECRET_KEY = env("SECRET_KEY", None if PRODUCTION else DEV_SECRET_KEY)
+# Django's own bar for a strong key (security.W009): at least 50 characters, 5 distinct.
+MIN_SECRET_KEY_CHARS = 50
+MIN_SECRET_KEY_UNIQUE = 5
+ALLOWED_HOSTS = [h.strip() for h in (env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver") or "").split(",") if h.strip()]
 if PRODUCTION:
+    _new_key_hint = "e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(50))'`"
     if DEBUG:
         raise ImproperlyConfigured("STUDY_ENV=production with DEBUG on: set DEBUG=false.")
     if not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY:
         raise ImproperlyConfigured(
             "STUDY_ENV=production needs its own SECRET_KEY (the development key is refused): set "
-            "SECRET_KEY to a long random string, e.g. from "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+            f"SECRET_KEY to a long random string, {_new_key_hint}."
+        )
+    if len(SECRET_KEY) < MIN_SECRET_KEY_CHARS or len(set(SECRET_KEY)) < MIN_SECRET_KEY_UNIQUE:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak for production ({len(SECRET_KEY)} characters, {len(set(SECRET_KEY))} distinct): "
+            f"set at least {MIN_SECRET_KEY_CHARS} random characters, {_new_key_hint}."
         )
     if not env("DATABASE_URL"):
         raise ImproperlyConfigured("STUDY_ENV=production needs DATABASE_URL (postgres://user:pass@host:5432/db).")
     if not env("ALLOWED_HOSTS"):
         raise ImproperlyConfigured("STUDY_ENV=production needs ALLOWED_HOSTS (comma-separated host names).")
+    if "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS=* is refused in production (any Host header would be believed, e.g. in password-reset "
+            "and annotator links): list the host names the site is served under, e.g. ALLOWED_HOSTS=study.example.org."
+        )
 
-ALLOWED_HOSTS = [h.strip() for h in (env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver") or "").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in (env("CSRF_TRUSTED_ORIGINS", "") or "").split(",") if o.strip()]
 
 TIME_ZONE = "UTC"
@@ -105,6 +121,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "studyapp.apps.StudyConfig",
 ]
 
@@ -117,6 +134,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "studyapp.middleware.ContentSecurityPolicyMiddleware",
+    "studyapp.middleware.DatabaseOutageMiddleware",
+    # Last, as django-axes requires: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "studyapp.urls"
@@ -136,6 +157,37 @@ TEMPLATES = [
         },
     },
 ]
+
+# STAFF ACCOUNTS
+# ------------------------------------------------------------------------------
+# django-axes (https://django-axes.readthedocs.io) counts failed logins on every staff login form
+# (the project's and the admin's): AXES_FAILURE_LIMIT failures for one user name, or from one
+# client address, lock that name / address out for AXES_COOLOFF_MINUTES.
+AUTHENTICATION_BACKENDS = [
+    "studyapp.auth_backends.AxesLoginBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "research/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "studyapp.middleware.client_ip"
+AXES_VERBOSE = False
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured(f"AXES_FAILURE_LIMIT={AXES_FAILURE_LIMIT}: set a positive number of failed logins.")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# Only staff use Django sessions (annotators carry a signed cookie of their own): a working day,
+# and gone when the browser closes.
+SESSION_COOKIE_AGE = env_int("STAFF_SESSION_SECONDS", 8 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/research/"
@@ -201,14 +253,27 @@ CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if PRODUCTION:
+# Believe X-Forwarded-Proto / X-Forwarded-For only behind a proxy that sets them (and strips a
+# client's own): exposed directly, any client could claim HTTPS or another address.
+TRUST_PROXY_HEADERS = env_bool("TRUST_PROXY_HEADERS", False)
+if TRUST_PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 30)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# Content-Security-Policy of every response (studyapp.middleware): everything from this origin
+# only, and no inline script of any kind (no <script> body, no on...= handler, no javascript:
+# URL). Inline styles stay allowed: a few research pages carry a <style> block and computed
+# widths, and CSS cannot run code.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 # LOGGING
 # ------------------------------------------------------------------------------

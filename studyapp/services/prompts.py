@@ -12,6 +12,7 @@ from django.utils.text import slugify
 
 from studyapp.exceptions import ImportFileError
 from studyapp.models import Prompt, PromptSet
+from studyapp.services.files import TooLarge, read_at_most
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 TOYWORLD_PROMPTS = Path(__file__).resolve().parents[2] / "generation" / "toyworld" / "toyworld_prompts.tsv"
@@ -21,6 +22,11 @@ TEXT_COLUMNS = ("prompt", "text", "caption", "prompts")
 CATEGORY_COLUMNS = ("category",)
 ID_COLUMNS = ("external_id", "id", "coco_image_id", "prompt_id")
 MAX_PROMPT_CHARS = 1000
+# A line holds a prompt, a category and an id with room to spare; anything longer is junk, and
+# is refused before the csv module (which raises on fields over 128 KiB) sees it.
+MAX_LINE_CHARS = 4000
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_PROBLEMS = 50
 
 
 @dataclass(frozen=True)
@@ -62,12 +68,62 @@ class ParsedPrompt:
     external_id: str
 
 
+def _scan_lines(text: str) -> list[str]:
+    """Problems a CSV reader would crash on or hide: NUL characters and overlong lines."""
+    problems: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if "\x00" in line:
+            problems.append(f"line {lineno}: contains a NUL character (\\0); the file is binary or damaged, save it as UTF-8 text")
+        if len(line) > MAX_LINE_CHARS:
+            problems.append(
+                f"line {lineno}: {len(line)} characters; a line may hold at most {MAX_LINE_CHARS} "
+                f"(a prompt at most {MAX_PROMPT_CHARS})"
+            )
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return problems
+
+
+def _rows(text: str, delimiter: str) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    """(first line number, fields) per record. Universal newlines (LF, CRLF or CR alone). A quoted
+    field that runs over a line end is refused: prompts are one line, and an unbalanced quote
+    would otherwise swallow the lines after it into one field."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[tuple[int, list[str]]] = []
+    problems: list[str] = []
+    last = 0
+    while True:
+        first = last + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit
+            problems.append(f"line {first}: cannot be read ({exc})")
+            break
+        last = reader.line_num
+        if any("\n" in field or "\r" in field for field in row):
+            problems.append(
+                f"line {first}: a quoted field runs on to line {last} (an unbalanced \" quote?); "
+                "close the quote or remove it, prompts are one line each"
+            )
+            continue
+        rows.append((first, row))
+    return rows, problems
+
+
 def parse_prompt_file(data: bytes, *, filename: str = "file") -> list[ParsedPrompt]:
     """Parse a UTF-8 TSV or CSV file with a header line; raise ImportFileError listing every problem.
 
     The delimiter is a tab when the header line has one, else a comma. Columns: a prompt column
-    (``prompt``/``text``/``caption``), optional ``category`` and ``external_id``/``id``.
+    (``prompt``/``text``/``caption``), optional ``category`` and ``external_id``/``id``. Line ends
+    may be LF, CRLF or CR. NUL characters, lines over ``MAX_LINE_CHARS`` and quoted fields
+    spanning lines are refused with their line numbers.
     """
+    if len(data) > MAX_FILE_BYTES:
+        raise ImportFileError(
+            [f"the file is {len(data):,} bytes; a prompt file may be at most {MAX_FILE_BYTES:,} bytes"], what=filename
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -75,10 +131,15 @@ def parse_prompt_file(data: bytes, *, filename: str = "file") -> list[ParsedProm
         raise ImportFileError([f"line {line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"], what=filename)
     if not text.strip():
         raise ImportFileError(["line 1: the file is empty; expected a header line such as 'prompt<TAB>category'"], what=filename)
+    problems = _scan_lines(text)
+    if problems:
+        raise ImportFileError(problems, what=filename)
     header_line = text.splitlines()[0]
     delimiter = "\t" if "\t" in header_line else ","
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    header = [h.strip().lower() for h in rows[0]]
+    rows, problems = _rows(text, delimiter)
+    if not rows or rows[0][0] != 1:
+        raise ImportFileError(problems or ["line 1: no header line"], what=filename)
+    header = [h.strip().lower() for h in rows[0][1]]
 
     def find(names: tuple[str, ...]) -> int | None:
         for name in names:
@@ -89,14 +150,13 @@ def parse_prompt_file(data: bytes, *, filename: str = "file") -> list[ParsedProm
     text_col, cat_col, id_col = find(TEXT_COLUMNS), find(CATEGORY_COLUMNS), find(ID_COLUMNS)
     if text_col is None:
         raise ImportFileError(
-            [f"line 1: no prompt column in header {rows[0]!r}; name one column 'prompt' (or 'text'/'caption')"],
+            [f"line 1: no prompt column in header {rows[0][1]!r}; name one column 'prompt' (or 'text'/'caption')"],
             what=filename,
         )
-    problems: list[str] = []
     out: list[ParsedPrompt] = []
     seen_text: dict[str, int] = {}
     seen_id: dict[str, int] = {}
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in rows[1:]:
         if not row or all(not c.strip() for c in row):
             continue  # blank lines carry nothing
         if len(row) != len(header):
@@ -125,8 +185,23 @@ def parse_prompt_file(data: bytes, *, filename: str = "file") -> list[ParsedProm
     if not out and not problems:
         problems.append("line 2: no prompts after the header")
     if problems:
+        problems.sort(key=_line_number)
         raise ImportFileError(problems, what=filename)
     return out
+
+
+def _line_number(problem: str) -> int:
+    head = problem.split(":", 1)[0]
+    return int(head[5:]) if head.startswith("line ") and head[5:].isdigit() else 0
+
+
+def read_capped(stream, *, what: str = "file", limit: int | None = None) -> bytes:
+    """Read a binary stream, refusing it once it passes ``limit`` bytes (never reads more)."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    try:
+        return read_at_most(stream, limit)
+    except TooLarge:
+        raise ImportFileError([f"the file is larger than {limit:,} bytes, the most a prompt file may be"], what=what) from None
 
 
 @transaction.atomic

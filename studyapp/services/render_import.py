@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from studyapp.exceptions import ImportFileError, TransitionError
 from studyapp.models import Render, StudyRound
+from studyapp.services.files import TooLarge, iter_chunks, read_at_most
 from studyapp.services.renders import RenderError
 from studyapp.services.rounds import round_transition
 from studyapp.storage import png_reencoded, render_file_delete, render_file_write
@@ -33,6 +34,9 @@ MANIFEST = "manifest.tsv"
 COLUMNS = ("prompt", "seed", "objective", "file")
 # Decompression-bomb guard: no study image needs more pixels than this.
 MAX_PIXELS = 4096 * 4096
+# A 4096x4096 RGBA PNG without compression is 64 MiB; a bigger file is not a study image.
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 Status = StudyRound.Status
 
@@ -54,18 +58,36 @@ class ImportResult:
     size: tuple[int, int]
 
 
+def _file_sha256(path: Path, limit: int) -> str:
+    """SHA-256 of a file read in chunks; refuses it once it passes ``limit`` bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        try:
+            for chunk in iter_chunks(f, limit):
+                digest.update(chunk)
+        except TooLarge:
+            raise ValueError(f"larger than the {limit:,} bytes an image file may be") from None
+    return digest.hexdigest()
+
+
 def _read_image(path: Path) -> tuple[tuple[int, int], str]:
-    """(size, sha256) of a decodable image file; raises ValueError with a readable reason."""
-    data = path.read_bytes()
+    """(size, sha256) of a decodable image file; raises ValueError with a readable reason.
+
+    The file is never read whole into memory: its size is checked first, the hash is computed
+    in chunks, and Pillow decodes from the open file (after checking the pixel count)."""
+    size_bytes = path.stat().st_size
+    if size_bytes > MAX_IMAGE_BYTES:
+        raise ValueError(f"{size_bytes:,} bytes, larger than the {MAX_IMAGE_BYTES:,} bytes an image file may be")
+    digest = _file_sha256(path, MAX_IMAGE_BYTES)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise ValueError(f"{img.width}x{img.height} is larger than the {MAX_PIXELS} pixels allowed")
             img.load()
             size = img.size
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from None
-    return size, hashlib.sha256(data).hexdigest()
+    return size, digest
 
 
 def manifest_validate(rnd: StudyRound, directory: Path) -> list[ManifestRow]:
@@ -74,7 +96,10 @@ def manifest_validate(rnd: StudyRound, directory: Path) -> list[ManifestRow]:
     if not directory.is_dir():
         raise ImportFileError([f"{directory} is not a folder"], what="import")
     try:
-        raw = (directory / MANIFEST).read_bytes()
+        with open(directory / MANIFEST, "rb") as f:
+            raw = read_at_most(f, MAX_MANIFEST_BYTES)
+    except TooLarge:
+        raise ImportFileError([f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes; one line per render is far less"], what=what) from None
     except OSError as exc:
         raise ImportFileError(
             [f"cannot read {MANIFEST} in {directory} ({exc.strerror}); it needs the columns {', '.join(COLUMNS)}"],
@@ -85,7 +110,11 @@ def manifest_validate(rnd: StudyRound, directory: Path) -> list[ManifestRow]:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ImportFileError([f"line {line}: not UTF-8 text; save the manifest as UTF-8"], what=what) from None
-    rows = list(csv.reader(io.StringIO(text), delimiter="\t"))
+    reader = csv.reader(io.StringIO(text.replace("\x00", "\ufffd"), newline=""), delimiter="\t")
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # a field over the csv module's size limit, a stray line end
+        raise ImportFileError([f"line {reader.line_num + 1}: cannot be read ({exc})"], what=what) from None
     if not rows:
         raise ImportFileError([f"line 1: empty file; expected the header {chr(9).join(COLUMNS)}"], what=what)
     header = [h.strip().lower() for h in rows[0]]

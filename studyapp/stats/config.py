@@ -64,6 +64,10 @@ class AnalysisSettings:
     bootstrap_seed: int = 0
     bt_replicates: int = 1000
     figure_interval: str = "wilson"
+    # Annotators a researcher excluded by hand (the platform's logged exclusion action), as
+    # sorted (pseudonym, reason) pairs; in JSON an object {pseudonym: reason}. Applied like an
+    # annotator rule in the "declared" results, the reason shown as "staff: REASON".
+    staff_exclusions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -74,6 +78,7 @@ class AnalysisSettings:
         d = dataclasses.asdict(self)
         d["baselines"] = list(self.baselines)
         d["criteria"] = list(self.criteria)
+        d["staff_exclusions"] = dict(self.staff_exclusions)
         return d
 
     @classmethod
@@ -96,6 +101,13 @@ class AnalysisSettings:
                     kwargs.pop(key)
                 else:
                     kwargs[key] = tuple(v)
+        if "staff_exclusions" in kwargs:
+            raw = kwargs["staff_exclusions"]
+            if not isinstance(raw, dict):
+                problems.append(f"staff_exclusions: must be an object {{pseudonym: reason}}, got {raw!r}")
+                kwargs.pop("staff_exclusions")
+            else:
+                kwargs["staff_exclusions"] = tuple(sorted(raw.items()))
         if "exclusions" in kwargs:
             raw = kwargs["exclusions"]
             if not isinstance(raw, dict):
@@ -157,6 +169,9 @@ def _check(s: AnalysisSettings) -> list[str]:
         v = getattr(s, name)
         if not _is_int(v) or not 0 <= v <= hi:
             p.append(f"{name}: must be an integer between 0 and {hi}, got {v!r}")
+    for pair in s.staff_exclusions if isinstance(s.staff_exclusions, tuple) else [None]:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) and x.strip() for x in pair)):
+            p.append(f"staff_exclusions: each entry must map a pseudonym to a non-empty reason, got {pair!r}")
     ex = s.exclusions
     if not isinstance(ex, Exclusions):
         p.append(f"exclusions: must be an Exclusions value, got {ex!r}")

@@ -86,7 +86,16 @@ def _exclusion_flags(arr: dict[str, Any], settings: AnalysisSettings) -> dict[st
     side_rule = np.zeros(len(checks), dtype=bool)
     if ex.max_side_rate is not None:
         side_rule = (arr["regular_votes"] >= ex.side_rate_min_votes) & (side >= ex.max_side_rate)
-    return {"attention": attention & arr["present"], "side_rate": side_rule & arr["present"]}
+    staff = dict(settings.staff_exclusions)
+    by_staff = np.array([label in staff for label in arr["labels"]], dtype=bool)
+    return {"attention": attention & arr["present"], "side_rate": side_rule & arr["present"], "staff": by_staff & arr["present"]}
+
+
+def _reasons(flags: dict[str, np.ndarray], i: int, label: str, settings: AnalysisSettings) -> list[str]:
+    reasons = [name for name in ("attention", "side_rate") if flags[name][i]]
+    if flags["staff"][i]:
+        reasons.append(f"staff: {dict(settings.staff_exclusions)[label]}")
+    return reasons
 
 
 def annotator_qc(votes: VoteTable, settings: AnalysisSettings | None = None) -> list[dict[str, Any]]:
@@ -110,7 +119,7 @@ def annotator_qc(votes: VoteTable, settings: AnalysisSettings | None = None) -> 
     for i, label in enumerate(arr["labels"]):
         if not arr["present"][i]:
             continue
-        reasons = [name for name in ("attention", "side_rate") if flags[name][i]]
+        reasons = _reasons(flags, i, label, settings)
         checks = int(arr["attention_checks"][i])
         out.append(
             clean(
@@ -144,7 +153,7 @@ def declared_mask(votes: VoteTable, settings: AnalysisSettings) -> tuple[np.ndar
     codes = arr["codes"]
     kind = votes.factor("trial_kind")
     regular = kind.codes == kind.code_of("regular")
-    excluded = flags["attention"] | flags["side_rate"]
+    excluded = flags["attention"] | flags["side_rate"] | flags["staff"]
     ann_out = np.zeros(len(votes), dtype=bool)
     ok = codes >= 0
     ann_out[ok] = excluded[codes[ok]]
@@ -159,6 +168,7 @@ def declared_mask(votes: VoteTable, settings: AnalysisSettings) -> tuple[np.ndar
         "rules": dataclasses.asdict(settings.exclusions),
         "attention": removed(flags["attention"]),
         "side_rate": removed(flags["side_rate"]),
+        "staff": removed(flags["staff"]),
         "fast_votes": {"votes": int(arr["fast_mask"].sum())},
         "total": {
             "annotators": int(excluded.sum()),
@@ -169,7 +179,7 @@ def declared_mask(votes: VoteTable, settings: AnalysisSettings) -> tuple[np.ndar
         "excluded_annotators": [
             {
                 "annotator": arr["labels"][i],
-                "reasons": [name for name in ("attention", "side_rate") if flags[name][i]],
+                "reasons": _reasons(flags, i, arr["labels"][i], settings),
             }
             for i in np.flatnonzero(excluded)
         ],

@@ -9,6 +9,8 @@ import os
 from collections.abc import Sequence
 from typing import IO, Any
 
+from studyapp.stats.csvsafe import escape
+
 SUMMARY_CSV_COLUMNS = (
     "subset",
     "section",
@@ -107,7 +109,7 @@ def write_summary_csv(summary: dict[str, Any], path_or_file: str | os.PathLike |
     w = csv.writer(path_or_file, lineterminator="\n")
     w.writerow(SUMMARY_CSV_COLUMNS)
     for row in summary_rows(summary):
-        w.writerow([_fmt(row.get(c)) for c in SUMMARY_CSV_COLUMNS])
+        w.writerow([escape(_fmt(row.get(c))) for c in SUMMARY_CSV_COLUMNS])
 
 
 def write_annotators_csv(records: Sequence[dict[str, Any]], path_or_file: str | os.PathLike | IO[str]) -> None:
@@ -120,7 +122,7 @@ def write_annotators_csv(records: Sequence[dict[str, Any]], path_or_file: str | 
     cols = list(records[0]) if records else ["annotator"]
     w.writerow(cols)
     for r in records:
-        w.writerow([";".join(r[c]) if c == "reasons" else _fmt(r[c]) for c in cols])
+        w.writerow([escape(";".join(r[c]) if c == "reasons" else _fmt(r[c])) for c in cols])
 
 
 def _figure_interval(cell: dict[str, Any], which: str) -> tuple[float | None, float | None]:

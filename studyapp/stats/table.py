@@ -18,6 +18,8 @@ from typing import IO
 
 import numpy as np
 
+from studyapp.stats.csvsafe import escape, unescape_column
+
 VOTE_COLUMNS: tuple[str, ...] = (
     "round_id",
     "vote_id",
@@ -48,6 +50,8 @@ SIDES = ("left", "right")
 TIE = "tie"
 
 INT_COLUMNS = ("seed", "response_ms")
+# Free text (from prompt files) and pseudonyms (URL-safe tokens, which may start with '-').
+TEXT_COLUMNS = ("annotator", "prompt", "category")
 # Dictionary-coded columns; the objective columns share one level set.
 OBJECTIVE_COLUMNS = ("objective_a", "objective_b", "left_objective", "right_objective", "winner")
 FACTOR_COLUMNS = (
@@ -370,7 +374,10 @@ def _read(fh: IO[str], source: str) -> VoteTable:
     if problems:
         raise VotesFileError(problems, source=source)
     columns = list(zip(*rows)) if rows else [()] * width
-    data = {c: columns[p] for c, p in zip(VOTE_COLUMNS, pos)}
+    # Exported cells that a spreadsheet would run carry a leading quote (studyapp.stats.csvsafe);
+    # only free text and pseudonyms can start with one (the other columns are numbers, times and
+    # fixed names, which the writer never quotes).
+    data = {c: unescape_column(columns[p]) if c in TEXT_COLUMNS else columns[p] for c, p in zip(VOTE_COLUMNS, pos)}
     return VoteTable.from_columns(data, source=source, first_line=2, all_text=True)
 
 
@@ -382,7 +389,8 @@ def write_votes_csv(table: VoteTable, path_or_file: str | os.PathLike | IO[str])
         return
     w = csv.writer(path_or_file, lineterminator="\n")
     w.writerow(VOTE_COLUMNS)
-    w.writerows(table.to_rows())
+    text = [c in TEXT_COLUMNS for c in VOTE_COLUMNS]
+    w.writerows([escape(v) if t else v for v, t in zip(row, text)] for row in table.to_rows())
 
 
 def votes_csv_text(table: VoteTable) -> str:

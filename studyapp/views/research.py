@@ -208,7 +208,7 @@ def prompt_set_import_view(request):
         try:
             ps = prompt_services.prompt_set_import(
                 name=form.cleaned_data["name"],
-                data=upload.read(),
+                data=prompt_services.read_capped(upload, what=upload.name),
                 filename=upload.name,
                 title=form.cleaned_data["title"],
                 source=form.cleaned_data["source"],
@@ -218,4 +218,5 @@ def prompt_set_import_view(request):
         else:
             messages.success(request, f"Imported {ps.prompts.count()} prompts into {ps.name}.")
             return redirect("research:prompt_set_list")
-    return render(request, "research/prompt_set_import.html", {"form": form, "problems": problems})
+    status = 400 if request.method == "POST" else 200  # a POST that gets here was refused
+    return render(request, "research/prompt_set_import.html", {"form": form, "problems": problems}, status=status)

@@ -176,3 +176,51 @@ def test_prompts_by_external_id(round_config, tmp_path):
     d, _ = make_dir(tmp_path, rnd, rows=rows)
     call_command("import_renders", str(rnd.pk), str(d))
     assert set(rnd.renders.values_list("status", flat=True)) == {"done"}
+
+
+# --- size caps, and files read in chunks (issue 13, item 7) -------------------------------------------
+
+
+def test_image_file_size_threshold(rnd, tmp_path, monkeypatch):
+    from studyapp.services import render_import
+
+    d, rows = make_dir(tmp_path, rnd)
+    biggest = max((d / r[3]).stat().st_size for r in rows)
+    monkeypatch.setattr(render_import, "MAX_IMAGE_BYTES", biggest - 1)  # one byte under the biggest file
+    msg = import_error(rnd, d)
+    assert f"larger than the {biggest - 1:,} bytes an image file may be" in msg
+    monkeypatch.setattr(render_import, "MAX_IMAGE_BYTES", biggest)  # at the cap: accepted
+    call_command("import_renders", str(rnd.pk), str(d))
+    assert StudyRound.objects.get(pk=rnd.pk).status == "ready"
+
+
+def test_a_large_image_file_is_streamed_not_read_whole(rnd, tmp_path):
+    """A 40 MB file (a valid PNG followed by junk, under the cap) is hashed in chunks: the import's
+    peak Python memory stays far below the file's size."""
+    import tracemalloc
+
+    from studyapp.services.render_import import manifest_validate
+
+    d, rows = make_dir(tmp_path, rnd)
+    big = d / rows[0][3]
+    with open(big, "ab") as f:
+        f.write(b"\0" * (40 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        manifest_validate(rnd, d)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"peak {peak:,} bytes while reading a {big.stat().st_size:,}-byte file"
+
+
+def test_manifest_size_cap_and_junk(rnd, tmp_path, monkeypatch):
+    from studyapp.services import render_import
+
+    d, _ = make_dir(tmp_path, rnd, extra="a\x00b\t0\tSHIFT\tx.png\n")
+    assert "unknown prompt" in import_error(rnd, d)  # a NUL is a listed problem, not a crash
+    d, _ = make_dir(tmp_path, rnd, extra='"' + ("z" * 3000 + "\n") * 50)
+    assert "cannot be read" in import_error(rnd, d)
+    d, _ = make_dir(tmp_path, rnd)
+    monkeypatch.setattr(render_import, "MAX_MANIFEST_BYTES", (d / "manifest.tsv").stat().st_size - 1)
+    assert "manifest.tsv is larger than" in import_error(rnd, d)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.exceptions import StudyError
-from studyapp.services.prompts import prompt_set_import
+from studyapp.services.prompts import prompt_set_import, read_capped
 
 
 class Command(BaseCommand):
@@ -16,9 +16,11 @@ class Command(BaseCommand):
     def handle(self, name, file, title, source, **options):
         try:
             with open(file, "rb") as f:
-                data = f.read()
+                data = read_capped(f, what=file)
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc.strerror}") from None
+        except StudyError as exc:
+            raise CommandError(exc.message) from None
         try:
             ps = prompt_set_import(name=name, data=data, filename=file, title=title, source=source)
         except StudyError as exc:
