@@ -111,6 +111,12 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 # A per-process test database name lets several test runs share one server.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", f"test_studyapp_{os.getpid()}")}
 
+# CACHES
+# ------------------------------------------------------------------------------
+# One cache shared by every server process (the annotator-creation limit must hold across
+# gunicorn workers): a PostgreSQL table made by migration 0008, so no other service is needed.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "studyapp_cache"}}
+
 # APPS
 # ------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -258,6 +264,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 TRUST_PROXY_HEADERS = env_bool("TRUST_PROXY_HEADERS", False)
 if TRUST_PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The address the annotator-creation limit counts: the proxy's X-Forwarded-For (its last hop, the
+# one the trusted proxy appended) only when proxy headers are trusted, else REMOTE_ADDR.
+ANNOTATE_CLIENT_IP_HEADER = env("ANNOTATE_CLIENT_IP_HEADER", "HTTP_X_FORWARDED_FOR" if TRUST_PROXY_HEADERS else "")
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
