@@ -18,6 +18,7 @@ from studyapp.stats.binomial import benjamini_hochberg, clopper_pearson, holm, s
 from studyapp.stats.bt import bt_fit
 from studyapp.stats.common import clean, compact
 from studyapp.stats.config import AnalysisSettings
+from studyapp.stats.primary import family_verdict
 from studyapp.stats.qc import declared_mask, regular_mask
 from studyapp.stats.resample import (
     STREAM_ANNOTATORS,
@@ -115,6 +116,8 @@ def _preference(rows: _Rows, settings: AnalysisSettings, crit_idx: np.ndarray) -
     conf = s.confidence
     p = sign_test_pvalue(w, nt)
     p_holm = holm(p)
+    fam = family_verdict(_family_arrays(rows, s, sel, cell, outcome, focal), nb * nc, s)
+    tests = fam["tests"]
     cp_lo, cp_hi = clopper_pearson(w, nt, conf)
     wi_lo, wi_hi = wilson(w, nt, conf)
     wh_lo, wh_hi = wilson(w + 0.5 * t, n, conf)
@@ -181,9 +184,29 @@ def _preference(rows: _Rows, settings: AnalysisSettings, crit_idx: np.ndarray) -
                     "ci_wilson_ties_half": _interval(wh_lo[k], wh_hi[k]),
                     "ci_bootstrap_prompt": _interval(boot["prompt"][0][k], boot["prompt"][1][k]),
                     "ci_bootstrap_annotator": _interval(boot["annotator"][0][k], boot["annotator"][1][k]),
-                    "p_value": p[k],
-                    "p_holm": p_holm[k],
-                    "significant": bool(p_holm[k] <= s.alpha) if not np.isnan(p_holm[k]) else False,
+                    "p_value": tests.p_value[k],
+                    "p_holm": fam["p_holm"][k],
+                    "significant": bool(fam["significant"][k]),
+                    "verdict": fam["verdict"][k],
+                    "fragility": fam["fragility"][k],
+                    "primary": {
+                        "method": tests.method[k],
+                        "note": tests.note[k],
+                        "votes": int(tests.n[k]),
+                        "annotators": int(tests.annotators[k]),
+                        "prompts": int(tests.prompts[k]),
+                        "estimate": tests.estimate[k],
+                        "ci": _interval(tests.ci_low[k], tests.ci_high[k]),
+                        "log_odds": tests.log_odds[k],
+                        "se": tests.se[k],
+                        "se_independent": tests.se_naive[k],
+                        "design_effect": tests.design_effect[k],
+                        "t": tests.stat[k],
+                        "df": int(tests.df[k]),
+                    },
+                    "monitoring": fam["monitoring"]["cells"][k] if fam["monitoring"] else None,
+                    "p_binomial": p[k],
+                    "p_binomial_holm": p_holm[k],
                     "position": {
                         "left_chosen": int(left_counts[k]),
                         "left_rate": left_counts[k] / nt[k] if nt[k] else None,
@@ -194,6 +217,40 @@ def _preference(rows: _Rows, settings: AnalysisSettings, crit_idx: np.ndarray) -
                 }
             )
     return {"cells": cells, "cell": cell, "outcome": outcome, "sel": sel}
+
+
+def _answer_rank(rows: _Rows, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Each vote's position within its cell in answer order (answered_at, then vote id)."""
+    at = rows.column("answered_at", positions).astype(str)
+    vid = rows.column("vote_id", positions).astype(str)
+    # Numeric ids sort as numbers ("9" before "10"), others as text after them.
+    num = np.array([int(v) if v.isdigit() else -1 for v in vid], dtype=np.int64)
+    _, at_rank = np.unique(at, return_inverse=True)
+    _, vid_rank = np.unique(vid, return_inverse=True)
+    order = np.lexsort((vid_rank, np.where(num >= 0, num, np.iinfo(np.int64).max), at_rank, cell))
+    rank = np.empty(len(order), dtype=np.int64)
+    starts = np.searchsorted(cell[order], cell[order], side="left")
+    rank[order] = np.arange(len(order)) - starts
+    return rank
+
+
+def _family_arrays(rows: _Rows, s: AnalysisSettings, sel, cell, outcome, focal: int) -> dict[str, np.ndarray]:
+    """The family's votes for the primary analysis, after the tie rule."""
+    keep = sel if s.tie_rule == "half" else sel[outcome[sel] != TIE_OUTCOME]
+    o = outcome[keep]
+    arr = {
+        "cell": cell[keep],
+        "y": np.where(o == WIN, 1.0, np.where(o == LOSS, 0.0, 0.5)),
+        "focal_left": rows.left[keep] == focal,
+        "annotator": rows.annotator[keep],
+        "prompt": rows.prompt[keep],
+    }
+    if s.monitoring is not None:
+        # Looks count every vote of the cell (ties too); the rank is over all of them.
+        rank_all = _answer_rank(rows, sel, cell[sel]) if len(sel) else np.zeros(0, np.int64)
+        pos = np.searchsorted(sel, keep)
+        arr["rank"] = rank_all[pos]
+    return arr
 
 
 def _position_overall(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings) -> dict[str, Any]:
