@@ -34,7 +34,8 @@ def _holm_rejects(p: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
 
 def fragility(arr: dict, n_cells: int, s: AnalysisSettings, tests: CellTests, reject: np.ndarray) -> list:
     """For each rejected cell: the fewest votes that, flipped from the verdict's side to the other,
-    make the cell's Holm-adjusted p exceed alpha; None elsewhere.
+    make the cell's Holm-adjusted p exceed alpha (or turn its estimate to the other side); None
+    elsewhere.
 
     Votes are flipped in one fixed order (annotator, then prompt, then side: codes sorted by
     label, so the answer does not depend on row order); votes alike in all three are
@@ -56,9 +57,12 @@ def fragility(arr: dict, n_cells: int, s: AnalysisSettings, tests: CellTests, re
             p = base_p.copy()
             p[k] = t.p_value[k]
             adj = holm(p)[k]
-            return bool(np.isnan(adj) or adj > s.alpha)
+            same_side = (t.log_odds[k] > 0) == (favour == 1.0)
+            return bool(np.isnan(adj) or adj > s.alpha or not same_side)
 
-        lo, hi = 0, len(idx)  # removed(lo) is False; find the smallest m with removed(m)
+        # Flipping past the balance point would make the opposite verdict: search up to it.
+        other = int(np.sum((arr["cell"] == k) & (arr["y"] == 1.0 - favour)))
+        lo, hi = 0, min(len(idx), (len(idx) - other) // 2 + 1)  # removed(lo) is False
         if not removed(hi):
             continue
         while hi - lo > 1:
@@ -133,7 +137,7 @@ def monitor(arr: dict, n_cells: int, s: AnalysisSettings) -> dict[str, Any]:
     return {"cells": looks, "alpha_level_open": level}
 
 
-def family_verdict(arr: dict, n_cells: int, s: AnalysisSettings) -> dict[str, Any]:
+def family_verdict(arr: dict, n_cells: int, s: AnalysisSettings, *, with_fragility: bool = True) -> dict[str, Any]:
     """Tests, Holm, verdicts, fragility and (declared) monitoring of every cell."""
     tests = _tests(arr, None, n_cells, s)
     p_adj, reject = _holm_rejects(tests.p_value, s.alpha)
@@ -151,6 +155,6 @@ def family_verdict(arr: dict, n_cells: int, s: AnalysisSettings) -> dict[str, An
                 verdict.append(FOR if tests.log_odds[k] > 0 else AGAINST)
             else:
                 verdict.append(NO_DIFFERENCE)
-    frag = fragility(arr, n_cells, s, tests, reject) if reject.any() else [None] * n_cells
+    frag = fragility(arr, n_cells, s, tests, reject) if with_fragility and reject.any() else [None] * n_cells
     return {"tests": tests, "p_holm": p_adj, "significant": decided, "verdict": verdict, "fragility": frag,
             "monitoring": mon}
