@@ -59,10 +59,11 @@ from studyapp.stats.report import (
 )
 from studyapp.stats.resample import cluster_weights, percentile_interval, resample_totals
 from studyapp.stats.simulate import simulate_votes
-from studyapp.stats.table import VOTE_COLUMNS, VoteTable, VotesFileError, read_votes_csv, write_votes_csv
+from studyapp.stats.table import SCORE_COLUMNS, VOTE_COLUMNS, VoteTable, VotesFileError, read_votes_csv, write_votes_csv
 
 __all__ = [
     "SCHEMA",
+    "SCORE_COLUMNS",
     "SUMMARY_CSV_COLUMNS",
     "VOTE_COLUMNS",
     "AlphaResult",

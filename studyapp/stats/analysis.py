@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
-from studyapp.stats.agreement import krippendorff_alpha_nominal
+from studyapp.stats.agreement import alpha_bootstrap, krippendorff_alpha_nominal
 from studyapp.stats.binomial import benjamini_hochberg, clopper_pearson, holm, sign_test_pvalue, wilson
 from studyapp.stats.bt import bt_fit
 from studyapp.stats.common import clean, compact
@@ -28,10 +28,12 @@ from studyapp.stats.resample import (
     resample_totals,
     rng_for,
 )
-from studyapp.stats.table import TIE, VoteTable
+from studyapp.stats.scores import score_agreement
+from studyapp.stats.table import SCORE_COLUMNS, TIE, VoteTable
 
 SCHEMA = "studyapp.stats/1"
 OBJECTIVE_ORDER = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
+STREAM_ALPHA = 5
 WIN, LOSS, TIE_OUTCOME = 0, 1, 2
 
 
@@ -72,9 +74,13 @@ class _Rows:
         self.criterion_levels = f("criterion").levels
         self.prompt, self.prompt_labels = compact(f("prompt_id").codes[idx], f("prompt_id").levels)
         self.annotator, self.annotator_labels = compact(f("annotator").codes[idx], f("annotator").levels)
-        self.item = f("item_id").codes[idx]
+        # Sorted by label, so that item bootstraps do not depend on row order.
+        self.item, _ = compact(f("item_id").codes[idx], f("item_id").levels)
         self.category, self.category_labels = compact(f("category").codes[idx], f("category").levels)
         self.tie_code = self.obj_levels.index(TIE) if TIE in self.obj_levels else -1
+
+    def has_scores(self) -> bool:
+        return all(self._votes.has(c) for c in SCORE_COLUMNS)
 
     def column(self, name: str, positions: np.ndarray) -> np.ndarray:
         """Raw values of a table column at these positions of the subset."""
@@ -373,7 +379,9 @@ def _agreement(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings) ->
                     seen.add(key[dup[j]])
                     keep[dup[j]] = True
         res = krippendorff_alpha_nominal(rows.item[m][keep], value[m][keep])
-        out[crit] = res.to_dict()
+        lo, hi = alpha_bootstrap(rows.item[m][keep], value[m][keep], settings.bootstrap_replicates,
+                                 rng_for(settings.bootstrap_seed, STREAM_ALPHA * 10 + ci), settings.confidence)
+        out[crit] = {**res.to_dict(), "ci_bootstrap_items": [lo, hi]}
     return out
 
 
@@ -435,6 +443,7 @@ def _section(votes: VoteTable, mask: np.ndarray, settings: AnalysisSettings) -> 
         "bradley_terry": _bradley_terry(rows, crit_idx, settings),
         "agreement": _agreement(rows, crit_idx, settings),
         "categories": _categories(rows, pref, settings),
+        "score_agreement": score_agreement(rows, crit_idx, settings),
     }
 
 

@@ -76,7 +76,7 @@ def test_votes_csv_columns_and_qc_flags(round_config):
     Annotator.objects.filter(pseudonym=f"ann-{rnd.pk}-2").update(qc_status="fail")
     export = exports.build_export(rnd)
     reader = csv.DictReader(io.StringIO(export.files["votes.csv"].decode()))
-    assert tuple(reader.fieldnames) == tuple(stats.VOTE_COLUMNS) + exports.QC_COLUMNS
+    assert tuple(reader.fieldnames) == tuple(stats.VOTE_COLUMNS) + tuple(stats.SCORE_COLUMNS) + exports.QC_COLUMNS
     assert tuple(reader.fieldnames[:20]) == (
         "round_id", "vote_id", "trial_id", "annotator", "item_id", "prompt_id", "prompt", "category", "seed",
         "trial_kind", "criterion", "objective_a", "objective_b", "left_objective", "right_objective", "choice",

@@ -54,9 +54,12 @@ def test_round_page_shows_results_figure_planner_categories_and_qc(staff_client,
                 assert f"{cell['wins']} / {cell['losses']} / {cell['ties']}" in table
                 assert f"{100 * cell['rate_excl_ties']:.1f}%" in table
                 assert f"{100 * cell['rate_ties_half']:.1f}%" in table
-                lo, hi = cell["ci_bootstrap_prompt"]
+                lo, hi = cell["primary"]["ci"]  # the verdict's interval: the clustered model's
+                assert f"{100 * lo:.1f}–{100 * hi:.1f}%" in table
+                lo, hi = cell["ci_wilson"]  # secondary, labelled as assuming independent votes
                 assert f"{100 * lo:.1f}–{100 * hi:.1f}%" in table
         assert "all votes" in table and "declared exclusions" in table
+        assert "p (clustered, Holm)" in table and "Wilson CI*" in table
     assert "Photo-realism" in html and "Text alignment" in html
     # the fast annotator is dropped from the declared counts
     all_itc = next(c for c in summary["results"]["all"]["preference"] if c["baseline"] == "ITC" and c["criterion"] == "realism")
