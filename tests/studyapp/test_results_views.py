@@ -172,3 +172,101 @@ def test_unusable_settings_show_a_message(staff_client, round_config):
     resp = staff_client.get(f"/research/rounds/{rnd.pk}/export/summary.json")
     assert resp.status_code == 409 and b"tie_rule" in resp.content
     assert re.search(r"<svg", html) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge-case vote patterns (issue 11): the round page, the results fragment, every export and
+# export_stats must work for each, and a figure failure must not take any of them down.
+
+
+def _vote_pattern(rnd, pattern: str) -> None:
+    """Votes of one generated pattern, created with the ORM as the annotator flow stores them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    items = list(ComparisonItem.objects.filter(round=rnd).select_related("render_a", "render_b", "prompt").order_by("id"))
+    now = timezone.now()
+    n_ann = {"no_votes": 0, "one_vote": 1}.get(pattern, 3)
+    for k in range(n_ann):
+        ann = Annotator.objects.create(round=rnd, status=Annotator.Status.COMPLETED, pseudonym=f"pat-{rnd.pk}-{k}")
+        for pos, it in enumerate(items[:1] if pattern == "one_vote" else items, start=1):
+            a_left = (pos + k) % 2 == 0
+            left, right = (it.render_a, it.render_b) if a_left else (it.render_b, it.render_a)
+            t = Trial.objects.create(annotator=ann, position=pos, kind=Trial.Kind.REGULAR, item=it, prompt=it.prompt,
+                                     left_render=left, right_render=right, answered_at=now + timedelta(seconds=pos))
+            crits = ("realism",) if pattern in ("one_vote", "one_criterion_empty") else ("realism", "alignment")
+            for crit in crits:
+                shift = "SHIFT" if it.objective_a == "SHIFT" else it.objective_b
+                other = it.objective_b if shift == it.objective_a else it.objective_a
+                if pattern == "all_ties":
+                    winner = "tie"
+                elif pattern == "zero_and_all":  # SHIFT loses every vote against ITC, wins every other
+                    winner = other if other == "ITC" else shift
+                else:
+                    winner = shift if (pos + k) % 3 else other
+                choice = "tie" if winner == "tie" else ("left" if winner == left.objective else "right")
+                ms = 300 if pattern == "excluded_only" else 2500  # under the declared 800 ms floor
+                Vote.objects.create(trial=t, criterion=crit, choice=choice, winner=winner, response_ms=ms)
+
+
+PATTERNS = ["no_votes", "one_vote", "zero_and_all", "all_ties", "one_criterion_empty", "excluded_only"]
+
+
+def _everything_renders(client, rnd, tmp_path) -> exports.RoundExport:
+    from django.core.management import call_command
+    from django.template.loader import render_to_string
+
+    from studyapp.views.results import results_context
+
+    html = _page(client, rnd)
+    assert "could not be computed" not in html and "No results:" not in html
+    ctx = results_context(rnd)
+    assert ctx["error"] == ""
+    fragment = render_to_string("research/_results.html", {"results": ctx, "round": rnd})
+    assert 'id="results"' in fragment
+    base = f"/research/rounds/{rnd.pk}/export/"
+    for name in exports.FILE_NAMES:
+        resp = client.get(base + name)
+        assert resp.status_code == 200, (name, resp.content[:300])
+    assert client.get(base + "round-export.zip").status_code == 200
+    out = tmp_path / f"export-{rnd.pk}"
+    call_command("export_stats", str(rnd.pk), "--out", str(out), stdout=io.StringIO())
+    for name in exports.FILE_NAMES:
+        assert (out / name).stat().st_size > 0
+    return exports.round_export(rnd)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_every_page_and_export_renders_for_edge_case_votes(staff_client, round_config, tmp_path, pattern):
+    rnd = open_round(round_config)
+    _vote_pattern(rnd, pattern)
+    export = _everything_renders(staff_client, rnd, tmp_path)
+    cells = export.summary["results"]["declared"]["preference"]
+    for c in cells:
+        for key in ("ci", "ci_wilson", "ci_exact"):
+            lo, hi = c[key]
+            if c["rate_excl_ties"] is not None and key != "ci":
+                # Every interval lies in [0, 1] and contains its rate (the Wilson bound at 0 wins).
+                assert 0 <= lo <= c["rate_excl_ties"] <= hi <= 1, (key, c)
+        assert c["significant"] is False or c["verdict"] in ("for", "against")
+    if pattern == "zero_and_all":
+        itc = next(c for c in export.summary["results"]["all"]["preference"] if c["baseline"] == "ITC")
+        assert itc["wins"] == 0 and itc["ci_wilson"][0] == 0.0
+    if pattern == "excluded_only":
+        assert export.summary["results"]["declared"]["votes"] == 0
+        assert export.summary["exclusions"]["total"]["annotators_kept"] == 0
+
+
+def test_a_figure_failure_does_not_take_down_the_page_or_any_export(staff_client, round_config, tmp_path, monkeypatch):
+    import studyapp.stats.report as report
+
+    def broken(*args, **kwargs):
+        raise ValueError("'yerr' must not contain negative values")
+
+    monkeypatch.setattr(report, "draw_figure", broken)
+    rnd = open_round(round_config)
+    _vote_pattern(rnd, "zero_and_all")
+    export = _everything_renders(staff_client, rnd, tmp_path)
+    assert b"Figure not drawn" in export.files["figure.svg"]
+    assert "Figure not drawn" in _page(staff_client, rnd)
