@@ -16,6 +16,7 @@ from django.utils.safestring import mark_safe
 
 from studyapp import exports, stats
 from studyapp.models import Annotator, StudyRound
+from studyapp.services import auto_close
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,7 @@ def results_context(rnd: StudyRound) -> dict:
 def _results_context(rnd: StudyRound) -> dict:
     export = exports.round_export(rnd)
     summary = export.summary
+    auto_closed = auto_close.maybe_auto_close(rnd, summary)
     cells = summary["results"]["declared"]["preference"]
     monitoring = summary["settings"].get("monitoring")
     qc_status = dict(Annotator.objects.filter(round=rnd).values_list("pseudonym", "qc_status"))
@@ -291,6 +293,7 @@ def _results_context(rnd: StudyRound) -> dict:
         "monitoring": monitoring,
         "running": monitoring is None or any(c["verdict"] == "continue" for c in cells),
         "category_title": category_title(rnd),
+        "auto_closed": auto_closed,
         "downloads": exports.FILE_NAMES,
     }
 
@@ -323,7 +326,9 @@ def export_zip(request, round_id: int):
 
 def _export_or_error(rnd: StudyRound):
     try:
-        return exports.round_export(rnd)
+        export = exports.round_export(rnd)
+        auto_close.maybe_auto_close(rnd, export.summary)
+        return export
     except exports.ExportError as exc:
         return HttpResponse(f"cannot export round #{rnd.pk}: {exc}\n", status=409, content_type="text/plain; charset=utf-8")
 

@@ -270,3 +270,72 @@ def test_a_figure_failure_does_not_take_down_the_page_or_any_export(staff_client
     export = _everything_renders(staff_client, rnd, tmp_path)
     assert b"Figure not drawn" in export.files["figure.svg"]
     assert "Figure not drawn" in _page(staff_client, rnd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Declared monitoring and the automatic close
+
+
+def test_monitoring_is_frozen_with_the_settings_and_shown_per_cell(staff_client, round_config):
+    rnd = open_round(round_config, monitoring={"planned_votes": 40, "looks": 4})
+    assert rnd.analysis_settings["monitoring"] == {"planned_votes": 40, "looks": 4, "spending": "obrien_fleming"}
+    add_votes(rnd, n_annotators=2, attention=False, practice=False)  # 16 votes per cell: one look done
+    html = _page(staff_client, rnd)
+    assert 'id="running-note"' in html and "not a decision" in html and "4 looks" in html
+    cells = exports.round_export(rnd).summary["results"]["declared"]["preference"]
+    assert all(c["monitoring"]["looks_done"] == 1 and c["monitoring"]["next_look_votes"] == 20 for c in cells)
+    assert all(c["verdict"] == "continue" for c in cells)  # 8 prompts: fewer than the 10 a verdict needs
+    assert "next look at 20 votes (4 to go)" in html
+    settings = json.loads(staff_client.get(f"/research/rounds/{rnd.pk}/export/settings.json").content)
+    assert settings["monitoring"]["looks"] == 4
+
+
+@pytest.mark.parametrize("at, closes", [(47, True), (48, True), (49, False)])
+def test_auto_close_at_votes_at_below_and_above(staff_client, round_config, at, closes):
+    # add_votes(1 annotator, no attention/practice): 8 prompts x 3 baselines x 2 criteria = 48 votes
+    rnd = open_round(round_config, auto_close={"at_votes": at})
+    add_votes(rnd, n_annotators=1, attention=False, practice=False)
+    html = _page(staff_client, rnd)
+    rnd.refresh_from_db()
+    assert (rnd.status == "closed") == closes
+    assert ('id="auto-closed"' in html) == closes
+    # Exports keep working on the closed round.
+    assert staff_client.get(f"/research/rounds/{rnd.pk}/export/summary.json").status_code == 200
+
+
+def test_auto_close_when_every_cell_is_decided(round_config):
+    from studyapp.services.auto_close import auto_close_reason
+
+    rnd = open_round(round_config, monitoring={"planned_votes": 40, "looks": 4}, auto_close={"when_decided": True})
+    summary = {"data": {"regular_votes": 5}, "settings": rnd.analysis_settings,
+               "results": {"declared": {"preference": [{"verdict": v} for v in ("for", "against", "no_difference")]}}}
+    assert "final decision" in auto_close_reason(rnd, summary)
+    summary["results"]["declared"]["preference"][1]["verdict"] = "continue"
+    assert auto_close_reason(rnd, summary) == ""
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"auto_close": {"when_decided": True}}, "needs a monitoring rule"),
+    ({"auto_close": {}}, "set when_decided or at_votes"),
+    ({"auto_close": {"at_votes": 0}}, "auto_close.at_votes"),
+    ({"auto_close": {"at_votes": True}}, "auto_close.at_votes"),
+    ({"auto_close": "yes"}, "auto_close: must be null or an object"),
+    ({"monitoring": {"looks": 3}}, "monitoring.planned_votes: required"),
+    ({"monitoring": {"planned_votes": "300"}}, "monitoring.planned_votes"),
+    ({"monitoring": {"planned_votes": 300, "looks": 20, "spending": "pocock\x00"}}, "monitoring.spending"),
+])
+def test_monitoring_and_auto_close_config_errors_are_named(round_config, bad, message):
+    from studyapp.exceptions import ConfigError
+    from studyapp.round_config import RoundConfig
+
+    with pytest.raises(ConfigError) as e:
+        RoundConfig.from_dict({**round_config, **bad})
+    assert message in str(e.value.problems)
+
+
+def test_config_without_monitoring_keys_still_loads(round_config):
+    from studyapp.round_config import RoundConfig
+
+    cfg = RoundConfig.from_dict(round_config)
+    assert cfg.monitoring is None and cfg.auto_close is None
+    assert RoundConfig.from_dict(cfg.to_dict()) == cfg
