@@ -43,11 +43,13 @@ def pilot_design_effect(votes, settings: AnalysisSettings | None = None) -> dict
         de = c["primary"]["design_effect"]
         rows.append({"comparison": c["comparison"], "criterion": c["criterion"], "votes": c["primary"]["votes"],
                      "design_effect": de})
-        if de is not None and c["primary"]["votes"]:
+        # Only cells the clustered test accepts (enough annotators and prompts) measure it.
+        if de is not None and c["p_value"] is not None and c["primary"]["votes"]:
             num += de * c["primary"]["votes"]
             den += c["primary"]["votes"]
     pooled = max(1.0, num / den) if den else None
-    note = "" if den else "no cell of the pilot has a design effect (too few votes or every vote one way)"
+    note = "" if den else (f"no cell of the pilot has a design effect (each needs votes from at least {s.min_clusters} "
+                           "annotators and prompts, not all one way)")
     return {"design_effect": pooled, "cells": rows, "note": note}
 
 

@@ -233,7 +233,9 @@ class VoteTable:
                 problems.append(f"row {i + 1}: missing {', '.join(miss)}")
         if problems:
             raise VotesFileError(problems, source=source)
-        return cls.from_columns({c: [r[c] for r in rows] for c in VOTE_COLUMNS}, source=source)
+        data = {c: [r[c] for r in rows] for c in VOTE_COLUMNS}
+        data.update({c: [r.get(c) for r in rows] for c in SCORE_COLUMNS if rows and c in rows[0]})
+        return cls.from_columns(data, source=source)
 
 
 def _text(v: object) -> str:

@@ -209,3 +209,12 @@ def test_focal_may_be_objective_b():
     rows.append(vote(a="ITC", b="SHIFT", prompt="p9", outcome="a"))
     c = _cell(analyse(table(rows), FAST), "all", "ITC", "realism")
     assert (c["wins"], c["losses"]) == (5, 1)
+
+
+def test_annotators_kept_counts_only_annotators_with_a_kept_vote():
+    # Issue 12 audit: an annotator whose every vote fell under the speed floor was counted as kept.
+    rows = [vote(annotator="slow", prompt=f"p{i}") for i in range(3)]
+    rows += [vote(annotator="fast", prompt=f"p{i}", response_ms=100) for i in range(3)]
+    rows += [vote(annotator="mixed", prompt="p0", response_ms=100), vote(annotator="mixed", prompt="p1")]
+    total = analyse(table(rows), FAST)["exclusions"]["total"]
+    assert total["annotators_kept"] == 2 and total["votes_kept"] == 4 and total["annotators"] == 0
