@@ -91,13 +91,26 @@ def _logit(p):
         return np.log(p) - np.log1p(-p)
 
 
-def _group_meat(group: np.ndarray, cell: np.ndarray, n_cells: int, u0, u1):
+def group_index(cell: np.ndarray, annotator: np.ndarray, prompt: np.ndarray, n_cells: int) -> dict:
+    """The cluster of every vote within its cell, for the three groupings of the two-way
+    sandwich. Depends only on who voted on what, so callers that re-test changed outcomes
+    (fragility) compute it once."""
+    cell = np.asarray(cell, dtype=np.int64)
+    annotator = np.asarray(annotator, dtype=np.int64)
+    prompt = np.asarray(prompt, dtype=np.int64)
+    pairs = annotator * (int(prompt.max()) + 1 if len(prompt) else 1) + prompt
+    out = {}
+    for name, grp in (("annotator", annotator), ("prompt", prompt), ("both", pairs)):
+        uniq, inv = np.unique(grp * n_cells + cell, return_inverse=True)
+        out[name] = (inv.reshape(-1), uniq % n_cells)
+    return out
+
+
+def _group_meat(index: tuple, n_cells: int, u0, u1):
     """Per cell: (number of groups, sum_g S0^2, sum_g S0 S1, sum_g S1^2), S = a group's score sum."""
-    key = group.astype(np.int64) * n_cells + cell
-    uniq, inv = np.unique(key, return_inverse=True)
-    s0 = np.bincount(inv, weights=u0, minlength=len(uniq))
-    s1 = np.bincount(inv, weights=u1, minlength=len(uniq))
-    gcell = uniq % n_cells
+    inv, gcell = index
+    s0 = np.bincount(inv, weights=u0, minlength=len(gcell))
+    s1 = np.bincount(inv, weights=u1, minlength=len(gcell))
     g = np.bincount(gcell, minlength=n_cells)
     return (
         g,
@@ -117,6 +130,7 @@ def clustered_tests(
     *,
     confidence: float = 0.95,
     min_clusters: int = 10,
+    groups_index: dict | None = None,
 ) -> CellTests:
     """The primary test of each cell.
 
@@ -126,6 +140,7 @@ def clustered_tests(
     y : float array, 1 focal won, 0 lost (0.5 for a tie counted as half a win)
     focal_left : bool array, the focal objective was shown on the left
     annotator, prompt : int arrays, cluster codes (>= 0)
+    groups_index : :func:`group_index` of these votes, when the caller has it already
     """
     cell = np.asarray(cell, dtype=np.int64)
     y = np.asarray(y, dtype=float)
@@ -163,11 +178,11 @@ def clustered_tests(
     mu = np.where(left, mu_l[cell], mu_r[cell])
     u0 = y - mu
     u1 = np.where(with_side[cell], side * u0, 0.0)
-    cells_pairs = annotator * (int(prompt.max()) + 1 if len(prompt) else 1) + prompt
+    index = groups_index if groups_index is not None else group_index(cell, annotator, prompt, nc)
     var = {}
     groups = {}
-    for name, grp in (("annotator", annotator), ("prompt", prompt), ("both", cells_pairs)):
-        g, m00, m01, m11 = _group_meat(grp, cell, nc, u0, u1)
+    for name in ("annotator", "prompt", "both"):
+        g, m00, m01, m11 = _group_meat(index[name], nc, u0, u1)
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = g / (g - 1.0) * (n - 1.0) / (n - k_params)
             var[name] = corr * (w0 * w0 * m00 + 2 * w0 * w1 * m01 + w1 * w1 * m11)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from studyapp.stats.binomial import holm
-from studyapp.stats.clustered import CellTests, clustered_tests
+from studyapp.stats.clustered import CellTests, clustered_tests, group_index
 from studyapp.stats.config import AnalysisSettings
 from studyapp.stats.sequential import boundaries
 
@@ -45,23 +45,27 @@ def fragility(arr: dict, n_cells: int, s: AnalysisSettings, tests: CellTests, re
     base_p = tests.p_value.copy()
     for k in np.flatnonzero(reject):
         favour = 1.0 if tests.log_odds[k] > 0 else 0.0
-        idx = np.flatnonzero((arr["cell"] == k) & (arr["y"] == favour))
-        idx = idx[np.lexsort((arr["focal_left"][idx], arr["prompt"][idx], arr["annotator"][idx]))]
-        y = arr["y"]
+        in_cell = np.flatnonzero(arr["cell"] == k)
+        y, left = arr["y"][in_cell], arr["focal_left"][in_cell]
+        ann, prompt = arr["annotator"][in_cell], arr["prompt"][in_cell]
+        zeros = np.zeros(len(in_cell), dtype=np.int64)
+        index = group_index(zeros, ann, prompt, 1)
+        idx = np.flatnonzero(y == favour)
+        idx = idx[np.lexsort((left[idx], prompt[idx], ann[idx]))]
 
         def removed(m: int) -> bool:
             flipped = y.copy()
             flipped[idx[:m]] = 1.0 - favour
-            t = clustered_tests(arr["cell"], flipped, arr["focal_left"], arr["annotator"], arr["prompt"], n_cells,
-                                confidence=s.confidence, min_clusters=s.min_clusters)
+            t = clustered_tests(zeros, flipped, left, ann, prompt, 1, confidence=s.confidence,
+                                min_clusters=s.min_clusters, groups_index=index)
             p = base_p.copy()
-            p[k] = t.p_value[k]
+            p[k] = t.p_value[0]
             adj = holm(p)[k]
-            same_side = (t.log_odds[k] > 0) == (favour == 1.0)
+            same_side = (t.log_odds[0] > 0) == (favour == 1.0)
             return bool(np.isnan(adj) or adj > s.alpha or not same_side)
 
         # Flipping past the balance point would make the opposite verdict: search up to it.
-        other = int(np.sum((arr["cell"] == k) & (arr["y"] == 1.0 - favour)))
+        other = int(np.sum(y == 1.0 - favour))
         lo, hi = 0, min(len(idx), (len(idx) - other) // 2 + 1)  # removed(lo) is False
         if not removed(hi):
             continue

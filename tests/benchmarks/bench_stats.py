@@ -14,6 +14,7 @@ reading the votes file (the CLI's input step), which is not part of the 10 s tar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -112,6 +113,21 @@ def main() -> int:
         unit="x",
         numerator=f"analysis_{label}_votes_s",
         baseline=f"analysis_{label}_votes_no_bootstrap_s",
+    )
+    # The declared monitoring replays 20 looks of the clustered test (issue 12); reported on its
+    # own, against the same full analysis without it.
+    from studyapp.stats.config import Monitoring
+
+    monitored = dataclasses.replace(full, monitoring=Monitoring(planned_votes=summary["results"]["declared"]["preference"][0]["n"], looks=20))
+    t_mon, times_mon, _ = _time(lambda: analyse(table, monitored), max(1, args.repeats // 2))
+    _emit(
+        figure=f"analysis_{label}_votes_monitoring_20_looks_s",
+        value=round(t_mon, 3),
+        unit="s",
+        rows=n,
+        times=[round(t, 3) for t in times_mon],
+        ratio_to_full=round(t_mon / t_full, 3),
+        **env,
     )
     if args.csv:
         with tempfile.TemporaryDirectory() as tmp:
