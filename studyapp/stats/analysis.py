@@ -256,6 +256,7 @@ def _family_arrays(rows: _Rows, s: AnalysisSettings, sel, cell, outcome, focal: 
         rank_all = _answer_rank(rows, sel, cell[sel]) if len(sel) else np.zeros(0, np.int64)
         pos = np.searchsorted(sel, keep)
         arr["rank"] = rank_all[pos]
+        arr["cell_votes"] = np.bincount(cell[sel], minlength=len(s.baselines) * len(s.criteria))
     return arr
 
 

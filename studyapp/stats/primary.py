@@ -87,7 +87,8 @@ def monitor(arr: dict, n_cells: int, s: AnalysisSettings) -> dict[str, Any]:
     m = s.monitoring
     fractions = m.fractions()
     look_n = m.look_votes()
-    cell_n = np.bincount(arr["cell"], minlength=n_cells)
+    # Looks count every vote of the cell, ties too (the tie rule may have dropped them from arr).
+    cell_n = arr["cell_votes"] if "cell_votes" in arr else np.bincount(arr["cell"], minlength=n_cells)
     reached = [sum(1 for n_k in look_n if cell_n[c] >= n_k) for c in range(n_cells)]
     z = np.full((n_cells, m.looks), np.nan)
     looks = []

@@ -142,11 +142,18 @@ def category_rows(summary: dict) -> list[dict]:
     ]
 
 
-def qc_rows(annotators: list[dict], qc_status: dict[str, str]) -> list[dict]:
-    return [
-        {
+def qc_rows(annotators: list[dict], people: dict[str, dict]) -> list[dict]:
+    """One table for every annotator of the round: who they are on the platform (Prolific ID,
+    progress, live QC) and the analysis' QC; annotators without a vote yet are listed too."""
+    blank = {"votes": 0, "attention": "—", "attention_accuracy": "—", "median_ms": "—", "fast": "—", "sides": "—",
+             "left_rate": "—", "left_p": "—", "side_rate": "—", "excluded": False, "reasons": ""}
+    rows = []
+    seen = set()
+    for a in annotators:
+        seen.add(a["annotator"])
+        rows.append({
             "annotator": a["annotator"],
-            "qc_status": qc_status.get(a["annotator"], ""),
+            **_person(people.get(a["annotator"])),
             "votes": a["votes"],
             "attention": f"{a['attention_correct']}/{a['attention_checks']}" if a["attention_checks"] else "—",
             "attention_accuracy": _pct(a["attention_accuracy"]),
@@ -158,9 +165,15 @@ def qc_rows(annotators: list[dict], qc_status: dict[str, str]) -> list[dict]:
             "side_rate": _pct(a["side_rate"]),
             "excluded": a["excluded"],
             "reasons": ", ".join(a["reasons"]),
-        }
-        for a in annotators
-    ]
+        })
+    for name in sorted(set(people) - seen):
+        rows.append({"annotator": name, **_person(people[name]), **blank})
+    return rows
+
+
+def _person(p: dict | None) -> dict:
+    p = p or {}
+    return {"qc_status": p.get("qc_status", ""), "status": p.get("status", ""), "prolific_pid": p.get("prolific_pid") or "—"}
 
 
 def planner_rows(summary: dict) -> list[dict]:
@@ -262,7 +275,8 @@ def _results_context(rnd: StudyRound) -> dict:
     auto_closed = auto_close.maybe_auto_close(rnd, summary)
     cells = summary["results"]["declared"]["preference"]
     monitoring = summary["settings"].get("monitoring")
-    qc_status = dict(Annotator.objects.filter(round=rnd).values_list("pseudonym", "qc_status"))
+    people = {a["pseudonym"]: a for a in
+              Annotator.objects.filter(round=rnd).values("pseudonym", "prolific_pid", "status", "qc_status")}
     settings = summary["settings"]
     return {
         "error": "",
@@ -279,7 +293,7 @@ def _results_context(rnd: StudyRound) -> dict:
         # matplotlib's own SVG of our numbers and objective names: no user text in it.
         "figure_svg": mark_safe(_inline_svg(export.files["figure.svg"])),
         "categories": category_rows(summary),
-        "annotators": qc_rows(export.annotators, qc_status),
+        "annotators": qc_rows(export.annotators, people),
         "planner": planner_rows(summary),
         "planner_power": round(100 * PLANNER_POWER),
         "agreement": [

@@ -164,3 +164,15 @@ def test_analyse_with_monitoring_is_independent_of_row_order():
     b = analyse(t.take(perm), s)
     assert a["results"] == b["results"]
     assert a["results"]["declared"]["preference"][0]["monitoring"]["looks_done"] == 3
+
+
+def test_looks_count_ties_too():
+    # 100 votes per cell of which about 40% ties: with 4 looks of 25 votes, all 4 are reached.
+    t = simulate_votes(trials_per_baseline=100, n_prompts=20, n_annotators=15, preference=0.5, tie_rate=0.4, seed=5)
+    s = _monitored(planned=100, looks=4)
+    cells = analyse(t, s)["results"]["all"]["preference"]
+    assert all(c["n"] == 100 and c["ties"] > 20 for c in cells)
+    assert all(c["monitoring"]["looks_done"] == 4 for c in cells)
+    s3 = _monitored(planned=101, looks=4)  # the last look at 101 votes is not reached
+    assert all(c["monitoring"]["looks_done"] == 3 and c["monitoring"]["next_look_votes"] == 101
+               for c in analyse(t, s3)["results"]["all"]["preference"])

@@ -59,7 +59,7 @@ def test_round_page_shows_results_figure_planner_categories_and_qc(staff_client,
                 lo, hi = cell["ci_wilson"]  # secondary, labelled as assuming independent votes
                 assert f"{100 * lo:.1f}–{100 * hi:.1f}%" in table
         assert "all votes" in table and "declared exclusions" in table
-        assert "p (clustered, Holm)" in table and "Wilson CI*" in table
+        assert "p clustered (Holm)" in table and "Independent votes*" in table
     assert "Photo-realism" in html and "Text alignment" in html
     # the fast annotator is dropped from the declared counts
     all_itc = next(c for c in summary["results"]["all"]["preference"] if c["baseline"] == "ITC" and c["criterion"] == "realism")
@@ -339,3 +339,45 @@ def test_config_without_monitoring_keys_still_loads(round_config):
     cfg = RoundConfig.from_dict(round_config)
     assert cfg.monitoring is None and cfg.auto_close is None
     assert RoundConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# In a real browser: the results table is not clipped on a laptop, nothing overflows on a phone.
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_results_fit_a_laptop_and_a_phone(live_server, round_config, staff_user):
+    from django.test import Client
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import chromium_or_skip
+
+    rnd = open_round({**round_config, "monitoring": {"planned_votes": 200, "looks": 10}})
+    add_votes(rnd, n_annotators=4, fast_annotator=True)
+    client = Client()
+    client.force_login(staff_user)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_or_skip(), args=args)
+        try:
+            for width, height in ((1366, 768), (390, 844)):
+                ctx = browser.new_context(viewport={"width": width, "height": height})
+                ctx.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+                page = ctx.new_page()
+                page.goto(f"{live_server.url}/research/rounds/{rnd.pk}/")
+                assert page.locator("#pref-realism").is_visible()
+                # No horizontal scroll of the page itself; wide tables scroll inside their box.
+                assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+                if width == 1366:
+                    clipped = page.evaluate("""() => [...document.querySelectorAll('.results-table')]
+                        .filter(t => t.scrollWidth > t.parentElement.clientWidth + 1).map(t => t.id)""")
+                    assert clipped == []
+                ctx.close()
+        finally:
+            browser.close()
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
