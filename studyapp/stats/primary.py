@@ -161,5 +161,7 @@ def family_verdict(arr: dict, n_cells: int, s: AnalysisSettings, *, with_fragili
             else:
                 verdict.append(NO_DIFFERENCE)
     frag = fragility(arr, n_cells, s, tests, reject) if with_fragility and reject.any() else [None] * n_cells
+    # Fragility is that of the fixed-size verdict; a cell the monitoring rule has not decided has none.
+    frag = [f if decided[k] else None for k, f in enumerate(frag)]
     return {"tests": tests, "p_holm": p_adj, "significant": decided, "verdict": verdict, "fragility": frag,
             "monitoring": mon}
