@@ -111,7 +111,9 @@ def _group_meat(index: tuple, n_cells: int, u0, u1):
     inv, gcell = index
     s0 = np.bincount(inv, weights=u0, minlength=len(gcell))
     s1 = np.bincount(inv, weights=u1, minlength=len(gcell))
-    g = np.bincount(gcell, minlength=n_cells)
+    # Groups with a vote here (an index built on more votes, e.g. all looks, has empty ones).
+    used = np.bincount(inv, minlength=len(gcell)) > 0
+    g = np.bincount(gcell[used], minlength=n_cells)
     return (
         g,
         np.bincount(gcell, weights=s0 * s0, minlength=n_cells),

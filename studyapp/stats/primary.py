@@ -19,12 +19,14 @@ from studyapp.stats.sequential import boundaries
 FOR, AGAINST, NO_DIFFERENCE, CONTINUE, NO_VERDICT = "for", "against", "no_difference", "continue", "no_verdict"
 
 
-def _tests(arr: dict, mask: np.ndarray | None, n_cells: int, s: AnalysisSettings) -> CellTests:
+def _tests(arr: dict, mask: np.ndarray | None, n_cells: int, s: AnalysisSettings, index: dict | None = None) -> CellTests:
     if mask is None:
         return clustered_tests(arr["cell"], arr["y"], arr["focal_left"], arr["annotator"], arr["prompt"], n_cells,
-                               confidence=s.confidence, min_clusters=s.min_clusters)
+                               confidence=s.confidence, min_clusters=s.min_clusters, groups_index=index)
+    sub = {k: (inv[mask], gcell) for k, (inv, gcell) in index.items()} if index is not None else None
     return clustered_tests(arr["cell"][mask], arr["y"][mask], arr["focal_left"][mask], arr["annotator"][mask],
-                           arr["prompt"][mask], n_cells, confidence=s.confidence, min_clusters=s.min_clusters)
+                           arr["prompt"][mask], n_cells, confidence=s.confidence, min_clusters=s.min_clusters,
+                           groups_index=sub)
 
 
 def _holm_rejects(p: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +81,7 @@ def fragility(arr: dict, n_cells: int, s: AnalysisSettings, tests: CellTests, re
     return out
 
 
-def monitor(arr: dict, n_cells: int, s: AnalysisSettings) -> dict[str, Any]:
+def monitor(arr: dict, n_cells: int, s: AnalysisSettings, index: dict | None = None) -> dict[str, Any]:
     """Replay the declared looks on the votes in answer order (``arr["rank"]``: the vote's position
     within its cell). Holm-wise alpha with recycling (Maurer & Bretz 2013): each open cell is
     tested at level alpha / (open cells); after a decision the others are re-tested, at every
@@ -91,11 +93,13 @@ def monitor(arr: dict, n_cells: int, s: AnalysisSettings) -> dict[str, Any]:
     cell_n = arr["cell_votes"] if "cell_votes" in arr else np.bincount(arr["cell"], minlength=n_cells)
     reached = [sum(1 for n_k in look_n if cell_n[c] >= n_k) for c in range(n_cells)]
     z = np.full((n_cells, m.looks), np.nan)
+    if index is None:  # who voted on what: the same for every look
+        index = group_index(arr["cell"], arr["annotator"], arr["prompt"], n_cells)
     looks = []
     for k, n_k in enumerate(look_n):
         if not any(r > k for r in reached):
             break
-        t = _tests(arr, arr["rank"] < n_k, n_cells, s)
+        t = _tests(arr, arr["rank"] < n_k, n_cells, s, index)
         zk = t.z_equivalent()
         for c in range(n_cells):
             if reached[c] > k:
@@ -144,9 +148,10 @@ def monitor(arr: dict, n_cells: int, s: AnalysisSettings) -> dict[str, Any]:
 
 def family_verdict(arr: dict, n_cells: int, s: AnalysisSettings, *, with_fragility: bool = True) -> dict[str, Any]:
     """Tests, Holm, verdicts, fragility and (declared) monitoring of every cell."""
-    tests = _tests(arr, None, n_cells, s)
+    index = group_index(arr["cell"], arr["annotator"], arr["prompt"], n_cells)
+    tests = _tests(arr, None, n_cells, s, index)
     p_adj, reject = _holm_rejects(tests.p_value, s.alpha)
-    mon = monitor(arr, n_cells, s) if s.monitoring is not None else None
+    mon = monitor(arr, n_cells, s, index) if s.monitoring is not None else None
     if mon is not None:
         decided = np.array([c["status"] in (FOR, AGAINST) for c in mon["cells"]])
         verdict = [c["status"] for c in mon["cells"]]

