@@ -166,7 +166,8 @@ def clustered_tests(
     # Fitted probabilities per cell and side; the intercept-only model fits p_all on both sides.
     mu_l = np.where(with_side, p_l, p_all)
     mu_r = np.where(with_side, p_r, p_all)
-    b0 = np.where(with_side, (_logit(p_l) + _logit(p_r)) / 2, _logit(p_all))
+    with np.errstate(invalid="ignore"):  # inf - inf where a side is degenerate: not selected
+        b0 = np.where(with_side, (_logit(p_l) + _logit(p_r)) / 2, _logit(p_all))
     k_params = np.where(with_side, 2.0, 1.0)
     # Hessian of the (saturated or intercept-only) fit; w = first column of its inverse.
     a = n_l * mu_l * (1 - mu_l)
