@@ -106,20 +106,22 @@ def group_index(cell: np.ndarray, annotator: np.ndarray, prompt: np.ndarray, n_c
     return out
 
 
-def _group_meat(index: tuple, n_cells: int, u0, u1):
-    """Per cell: (number of groups, sum_g S0^2, sum_g S0 S1, sum_g S1^2), S = a group's score sum."""
-    inv, gcell = index
-    s0 = np.bincount(inv, weights=u0, minlength=len(gcell))
-    s1 = np.bincount(inv, weights=u1, minlength=len(gcell))
-    # Groups with a vote here (an index built on more votes, e.g. all looks, has empty ones).
-    used = np.bincount(inv, minlength=len(gcell)) > 0
-    g = np.bincount(gcell[used], minlength=n_cells)
-    return (
-        g,
-        np.bincount(gcell, weights=s0 * s0, minlength=n_cells),
-        np.bincount(gcell, weights=s0 * s1, minlength=n_cells),
-        np.bincount(gcell, weights=s1 * s1, minlength=n_cells),
-    )
+def side_sums(index: dict, focal_left: np.ndarray, y: np.ndarray) -> dict:
+    """Per grouping and group: (votes, outcome sum) with the focal image on the left, and on the
+    right. The model's scores are linear in these, so a test needs nothing else."""
+    left = np.asarray(focal_left, dtype=bool)
+    y = np.asarray(y, dtype=float)
+    out = {}
+    for name, (inv, gcell) in index.items():
+        g = len(gcell)
+        out[name] = (
+            gcell,
+            np.bincount(inv[left], minlength=g).astype(float),
+            np.bincount(inv[~left], minlength=g).astype(float),
+            np.bincount(inv[left], weights=y[left], minlength=g),
+            np.bincount(inv[~left], weights=y[~left], minlength=g),
+        )
+    return out
 
 
 def clustered_tests(
@@ -145,16 +147,19 @@ def clustered_tests(
     groups_index : :func:`group_index` of these votes, when the caller has it already
     """
     cell = np.asarray(cell, dtype=np.int64)
-    y = np.asarray(y, dtype=float)
-    side = np.where(np.asarray(focal_left, dtype=bool), 1.0, -1.0)
-    annotator = np.asarray(annotator, dtype=np.int64)
-    prompt = np.asarray(prompt, dtype=np.int64)
+    index = groups_index if groups_index is not None else group_index(cell, annotator, prompt, n_cells)
+    return tests_from_sums(side_sums(index, focal_left, y), n_cells, confidence=confidence, min_clusters=min_clusters)
+
+
+def tests_from_sums(sums: dict, n_cells: int, *, confidence: float = 0.95, min_clusters: int = 10) -> CellTests:
+    """:func:`clustered_tests` from :func:`side_sums` (callers that change outcomes, such as the
+    fragility search, update the sums instead of recounting every vote)."""
     nc = n_cells
-    left = side > 0
-    n_l = np.bincount(cell[left], minlength=nc).astype(float)
-    n_r = np.bincount(cell[~left], minlength=nc).astype(float)
-    y_l = np.bincount(cell[left], weights=y[left], minlength=nc)
-    y_r = np.bincount(cell[~left], weights=y[~left], minlength=nc)
+    gcell_a, nl_a, nr_a, yl_a, yr_a = sums["annotator"]
+    n_l = np.bincount(gcell_a, weights=nl_a, minlength=nc)
+    n_r = np.bincount(gcell_a, weights=nr_a, minlength=nc)
+    y_l = np.bincount(gcell_a, weights=yl_a, minlength=nc)
+    y_r = np.bincount(gcell_a, weights=yr_a, minlength=nc)
     n = n_l + n_r
     with np.errstate(invalid="ignore", divide="ignore"):
         p_l, p_r, p_all = y_l / n_l, y_r / n_r, (y_l + y_r) / n
@@ -178,14 +183,19 @@ def clustered_tests(
         w1 = np.where(with_side, -(a - b) / det, 0.0)
     se_naive = np.sqrt(np.where(with_side | no_side, w0, np.nan))
 
-    mu = np.where(left, mu_l[cell], mu_r[cell])
-    u0 = y - mu
-    u1 = np.where(with_side[cell], side * u0, 0.0)
-    index = groups_index if groups_index is not None else group_index(cell, annotator, prompt, nc)
     var = {}
     groups = {}
     for name in ("annotator", "prompt", "both"):
-        g, m00, m01, m11 = _group_meat(index[name], nc, u0, u1)
+        gcell, nl, nr, yl, yr = sums[name]
+        # A group's score sums: residuals on each side; the side score is +left -right.
+        r_l = yl - nl * mu_l[gcell]
+        r_r = yr - nr * mu_r[gcell]
+        s0 = r_l + r_r
+        s1 = np.where(with_side[gcell], r_l - r_r, 0.0)
+        g = np.bincount(gcell[(nl + nr) > 0], minlength=nc)  # groups with a vote here
+        m00 = np.bincount(gcell, weights=s0 * s0, minlength=nc)
+        m01 = np.bincount(gcell, weights=s0 * s1, minlength=nc)
+        m11 = np.bincount(gcell, weights=s1 * s1, minlength=nc)
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = g / (g - 1.0) * (n - 1.0) / (n - k_params)
             var[name] = corr * (w0 * w0 * m00 + 2 * w0 * w1 * m01 + w1 * w1 * m11)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from studyapp.stats.binomial import holm
-from studyapp.stats.clustered import CellTests, clustered_tests, group_index
+from studyapp.stats.clustered import CellTests, clustered_tests, group_index, side_sums, tests_from_sums
 from studyapp.stats.config import AnalysisSettings
 from studyapp.stats.sequential import boundaries
 
@@ -52,14 +52,22 @@ def fragility(arr: dict, n_cells: int, s: AnalysisSettings, tests: CellTests, re
         ann, prompt = arr["annotator"][in_cell], arr["prompt"][in_cell]
         zeros = np.zeros(len(in_cell), dtype=np.int64)
         index = group_index(zeros, ann, prompt, 1)
+        base = side_sums(index, left, y)
         idx = np.flatnonzero(y == favour)
         idx = idx[np.lexsort((left[idx], prompt[idx], ann[idx]))]
+        step = (1.0 - favour) - favour  # change of y per flipped vote
 
         def removed(m: int) -> bool:
-            flipped = y.copy()
-            flipped[idx[:m]] = 1.0 - favour
-            t = clustered_tests(zeros, flipped, left, ann, prompt, 1, confidence=s.confidence,
-                                min_clusters=s.min_clusters, groups_index=index)
+            # Flipping changes only the outcome sums of the flipped votes' groups.
+            f = idx[:m]
+            fl = left[f]
+            sums = {}
+            for name, (gcell, nl, nr, yl, yr) in base.items():
+                inv = index[name][0][f]
+                sums[name] = (gcell, nl, nr,
+                              yl + step * np.bincount(inv[fl], minlength=len(gcell)),
+                              yr + step * np.bincount(inv[~fl], minlength=len(gcell)))
+            t = tests_from_sums(sums, 1, confidence=s.confidence, min_clusters=s.min_clusters)
             p = base_p.copy()
             p[k] = t.p_value[0]
             adj = holm(p)[k]
