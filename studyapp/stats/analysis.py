@@ -485,8 +485,16 @@ def analyse(votes: VoteTable, settings: AnalysisSettings | None = None) -> dict[
                           tie rule), rate_excl_ties, rate_ties_half, ci (Wilson of the headline
                           rate), ci_exact and ci_wilson (non-tie rate), ci_wilson_ties_half,
                           ci_bootstrap_prompt, ci_bootstrap_annotator (headline rate,
-                          percentile), p_value (exact two-sided binomial, non-tie votes),
-                          p_holm (over the cells with votes), significant (p_holm <= alpha),
+                          percentile), p_value (the primary clustered test; None without
+                          a verdict), p_holm (Holm over the cells with a test), significant
+                          (p_holm <= alpha, or the monitoring decision), verdict ("for",
+                          "against", "no_difference", "continue", "no_verdict"), fragility
+                          (votes that, flipped, remove the verdict), primary {method, note,
+                          votes, annotators, prompts, estimate, ci, log_odds, se,
+                          se_independent, design_effect, t, df}, monitoring (None, or the
+                          looks: status, decided_at_look/_votes, looks_done, next_look_votes,
+                          next_look_boundary, ...), p_binomial and p_binomial_holm (secondary:
+                          exact binomial assuming independent votes),
                           position {left_chosen, left_rate, left_p, focal_left, focal_right,
                           side_effect_p (Fisher's exact, focal rate by side)}
           position_bias   all_criteria and per criterion: left, right, ties, left_rate,
@@ -495,7 +503,10 @@ def analyse(votes: VoteTable, settings: AnalysisSettings | None = None) -> dict[
                           pairs [{a, b, wins_a, wins_b, ties, rate_a}], votes, scale,
                           bootstrap_failed_replicates (prompt bootstrap)
           agreement       per criterion: Krippendorff's alpha (nominal), units, values,
-                          percent_agreement
+                          percent_agreement, ci_bootstrap_items
+          score_agreement available, note, criteria: per criterion and score (itc, itm,
+                          cap): agree, disagree, human_ties, score_ties, missing, rate,
+                          ci_bootstrap_prompt (docs/statistics.md, section 6)
           categories      exploratory, per baseline x criterion x category: wins, losses,
                           ties, rate, ci_wilson, p_value, p_bh (Benjamini-Hochberg)
 
