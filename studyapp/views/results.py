@@ -345,4 +345,8 @@ def _export_or_error(rnd: StudyRound):
         return export
     except exports.ExportError as exc:
         return HttpResponse(f"cannot export round #{rnd.pk}: {exc}\n", status=409, content_type="text/plain; charset=utf-8")
+    except Exception as exc:  # noqa: BLE001 - a message and a log entry, never a bare 500 page
+        log.exception("export of round #%s failed", rnd.pk)
+        return HttpResponse(f"cannot export round #{rnd.pk}: unexpected {type(exc).__name__}: {exc} (logged)\n",
+                            status=409, content_type="text/plain; charset=utf-8")
 

@@ -381,3 +381,23 @@ def test_results_fit_a_laptop_and_a_phone(live_server, round_config, staff_user)
 
     with connection.cursor() as cur:
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+def test_an_unexpected_analysis_failure_is_a_message_not_a_500(staff_client, round_config, tmp_path, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    rnd = open_round(round_config)
+    add_votes(rnd, n_annotators=1, attention=False, practice=False)
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(exports, "run_stats_on_file", broken)
+    html = _page(staff_client, rnd)
+    assert "could not be computed" in html and "RuntimeError: boom" in html
+    resp = staff_client.get(f"/research/rounds/{rnd.pk}/export/summary.json")
+    assert resp.status_code == 409 and b"RuntimeError: boom" in resp.content
+    with pytest.raises(CommandError, match="failed unexpectedly"):
+        call_command("export_stats", str(rnd.pk), "--out", str(tmp_path / "x"))
+    # The round can still be closed from its page.
+    assert 'value="closed"' in html
