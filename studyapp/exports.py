@@ -5,7 +5,8 @@ The summary is produced exactly as ``python -m studyapp.stats votes.csv --settin
 produces it (the same function, on the same bytes), so anyone holding the two files recomputes
 every number of ``summary.json`` without the database (DESIGN invariant 6).
 
-``votes.csv`` holds the columns of ``studyapp.stats.VOTE_COLUMNS`` in that order, then QC columns
+``votes.csv`` holds the columns of ``studyapp.stats.VOTE_COLUMNS`` in that order, then the render
+scores of ``studyapp.stats.SCORE_COLUMNS`` (empty where a render has none), then QC columns
 the stats reader ignores: ``qc_annotator_status`` (the platform's live screening of the
 annotator), ``qc_annotator_excluded`` / ``qc_annotator_reasons`` (the declared annotator rules, as
 ``stats.annotator_qc`` applies them) and ``qc_vote_kept`` (regular votes: whether the vote enters
@@ -38,7 +39,9 @@ from studyapp.stats.csvsafe import escape as csv_cell_escape
 from studyapp.stats.table import TEXT_COLUMNS
 
 QC_COLUMNS = ("qc_annotator_status", "qc_annotator_excluded", "qc_annotator_reasons", "qc_vote_kept")
-VOTES_CSV_COLUMNS = tuple(stats.VOTE_COLUMNS) + QC_COLUMNS
+# The stats module's columns, then the render scores it reads when present (optional there).
+DATA_COLUMNS = tuple(stats.VOTE_COLUMNS) + tuple(stats.SCORE_COLUMNS)
+VOTES_CSV_COLUMNS = DATA_COLUMNS + QC_COLUMNS
 FILE_NAMES = ("votes.csv", "settings.json", "summary.json", "summary.csv", "figure.svg", "figure.png")
 CONTENT_TYPES = {
     "votes.csv": "text/csv; charset=utf-8",
@@ -84,6 +87,18 @@ def analysis_settings(rnd: StudyRound) -> stats.AnalysisSettings:
         raise ExportError(f"round #{rnd.pk}: its analysis settings are not usable: {exc}") from None
 
 
+def _csv_value(v):
+    """None (a score not recorded) as an empty field; floats in full precision."""
+    if v is None:
+        return ""
+    return repr(v) if isinstance(v, float) else v
+
+
+def _csv_cell(column: str, value):
+    """Text cells spreadsheet-safe, reversibly: the stats reader undoes it (studyapp.stats.csvsafe)."""
+    return csv_cell_escape(value) if column in TEXT_COLUMNS else value
+
+
 def votes_csv_bytes(rows: list[dict], table: stats.VoteTable, settings: stats.AnalysisSettings, qc_status: dict) -> bytes:
     """The votes CSV: VOTE_COLUMNS, then the QC columns (see the module docstring)."""
     keep, _ = stats.declared_mask(table, settings)
@@ -93,9 +108,8 @@ def votes_csv_bytes(rows: list[dict], table: stats.VoteTable, settings: stats.An
     w.writerow(VOTES_CSV_COLUMNS)
     for i, row in enumerate(rows):
         qc = by_annotator.get(row["annotator"])
-        # Text cells spreadsheet-safe, reversibly: the stats reader undoes it (studyapp.stats.csvsafe).
         w.writerow(
-            [csv_cell_escape(row[c]) if c in TEXT_COLUMNS else row[c] for c in stats.VOTE_COLUMNS]
+            [_csv_cell(c, _csv_value(row.get(c))) for c in DATA_COLUMNS]
             + [
                 qc_status.get(row["annotator"], ""),
                 ("true" if qc["excluded"] else "false") if qc else "",

@@ -48,6 +48,12 @@ class RoundConfig:
     # The round's own consent text (researcher contact, ethics approval, payment, data use);
     # empty: the platform's default consent page.
     consent_text: str = ""
+    # Declared before opening and frozen with the analysis settings (owned by the statistics
+    # feature; docs/statistics.md): the group-sequential looks ({"planned_votes": N per
+    # comparison and criterion, "looks": K}) and the optional automatic close
+    # ({"when_decided": true, "at_votes": N or null}).
+    monitoring: dict | None = None
+    auto_close: dict | None = None
 
     REQUIRED = (
         "name",
@@ -195,6 +201,8 @@ class RoundConfig:
         elif "\x00" in consent:
             problems.append("consent_text: contains a NUL character")
 
+        monitoring, auto_close = _monitoring_fields(data, problems)
+
         generation = data.get("generation", {})
         if not isinstance(generation, dict):
             problems.append("generation: must be an object with the generation spec's fields")
@@ -223,6 +231,8 @@ class RoundConfig:
             exclusions=exclusions,
             prolific_completion_url=url,
             consent_text=consent.strip(),
+            monitoring=monitoring,
+            auto_close=auto_close,
         )
 
 
@@ -250,6 +260,33 @@ def _shape_problems(data: dict) -> list[str]:
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", v, depth + 1) for i, v in enumerate(value))
     return sorted(problems)
+
+
+def _monitoring_fields(data: dict, problems: list[str]) -> tuple[dict | None, dict | None]:
+    """``monitoring`` (validated by the analysis' own Monitoring) and ``auto_close``."""
+    from studyapp.stats.config import Monitoring
+
+    mon = Monitoring.from_dict(data.get("monitoring"), problems)
+    monitoring = dataclasses.asdict(mon) if mon is not None else None
+    raw = data.get("auto_close")
+    if raw is None:
+        return monitoring, None
+    if not isinstance(raw, dict):
+        problems.append("auto_close: must be null or an object with when_decided and at_votes")
+        return monitoring, None
+    for key in sorted(set(raw) - {"when_decided", "at_votes"}):
+        problems.append(f"auto_close.{key}: unknown (known: at_votes, when_decided)")
+    when = raw.get("when_decided", False)
+    at = raw.get("at_votes")
+    if not isinstance(when, bool):
+        problems.append(f"auto_close.when_decided: must be true or false, got {when!r}")
+    elif when and data.get("monitoring") is None:
+        problems.append("auto_close.when_decided: needs a monitoring rule (monitoring.planned_votes, looks)")
+    if at is not None and (isinstance(at, bool) or not isinstance(at, int) or at < 1):
+        problems.append(f"auto_close.at_votes: must be null or a positive integer (regular votes), got {at!r}")
+    if when is False and at is None:
+        problems.append("auto_close: set when_decided or at_votes (or leave auto_close out)")
+    return monitoring, {"when_decided": when, "at_votes": at}
 
 
 def _normalise_generation(generation: dict, problems: list[str]) -> dict:

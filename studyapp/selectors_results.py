@@ -1,7 +1,8 @@
 """Reads for the results feature: a round's votes as rows of the stats module's vote table, and
 the analysis settings the round is reported with.
 
-One row per vote, in the column order of ``studyapp.stats.VOTE_COLUMNS``. Rows are plain dicts of
+One row per vote, in the column order of ``studyapp.stats.VOTE_COLUMNS``, then the optional
+``studyapp.stats.SCORE_COLUMNS`` (the final BLIP scores of the left and right images). Rows are plain dicts of
 strings and ints, so the same rows feed the CSV export and the in-memory table. ``objective_a``
 is SHIFT whenever the pair has it (all-pairs rounds store pairs in objective order, e.g. ITC/SHIFT).
 The server-side ``Vote.winner`` (resolved from the stored sides, DESIGN invariant 3) is exported as recorded for
@@ -60,6 +61,12 @@ def round_vote_rows(rnd: StudyRound) -> Iterator[dict]:
             "trial__left_render__objective",
             "trial__right_render__objective",
             "trial__left_render__seed",
+            "trial__left_render__itc_score",
+            "trial__left_render__itm_score",
+            "trial__left_render__cap_score",
+            "trial__right_render__itc_score",
+            "trial__right_render__itm_score",
+            "trial__right_render__cap_score",
             "trial__check_criterion",
             "trial__expected_side",
             "trial__answered_at",
@@ -111,6 +118,9 @@ def round_vote_rows(rnd: StudyRound) -> Iterator[dict]:
             "expected": expected,
             "response_ms": v["response_ms"],
             "answered_at": _iso(v["trial__answered_at"] or v["created_at"]),
+            # Final BLIP scores of the images shown (None: not recorded, e.g. an imported render).
+            **{f"{side}_{name}_score": v[f"trial__{side}_render__{name}_score"]
+               for side in ("left", "right") for name in ("itc", "itm", "cap")},
         }
 
 

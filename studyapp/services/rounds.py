@@ -168,10 +168,13 @@ def analysis_settings_for(rnd: StudyRound) -> dict:
     cfg = round_config(rnd)
     focal = FOCAL if FOCAL in cfg.objectives else cfg.objectives[0]
     baselines = [b if a == focal else a for a, b in cfg.pairs() if focal in (a, b)]
+    from studyapp.stats.config import Monitoring
+
     return AnalysisSettings(
         focal=focal,
         baselines=tuple(baselines),
         tie_rule=cfg.tie_rule,
         exclusions=cfg.exclusions,
         bootstrap_seed=cfg.round_seed,
+        monitoring=Monitoring(**cfg.monitoring) if cfg.monitoring else None,
     ).to_dict()

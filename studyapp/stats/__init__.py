@@ -28,8 +28,9 @@ answered_at         ISO 8601
 
 Main entry points: :func:`read_votes_csv` -> :class:`VoteTable`; :func:`analyse` (settings:
 :class:`AnalysisSettings`) -> a JSON-ready summary dict; :func:`annotator_qc`,
-:func:`category_breakdown`, :func:`votes_needed`; :func:`write_summary_csv`,
-:func:`write_figure`. Building blocks: :func:`sign_test_pvalue`, :func:`clopper_pearson`,
+:func:`category_breakdown`, :func:`votes_needed`, :func:`plan_study`, :func:`pilot_design_effect`; :func:`write_summary_csv`,
+:func:`write_figure`. The verdict's method is described in docs/statistics.md (:func:`clustered_tests`,
+:func:`sequential_boundaries`, :class:`Monitoring`). Building blocks: :func:`sign_test_pvalue`, :func:`clopper_pearson`,
 :func:`wilson`, :func:`holm`, :func:`benjamini_hochberg`, :func:`bt_fit`,
 :func:`krippendorff_alpha_nominal`, :func:`resample_totals`.
 """
@@ -47,7 +48,10 @@ from studyapp.stats.binomial import (
     wilson,
 )
 from studyapp.stats.bt import bt_fit
-from studyapp.stats.config import AnalysisSettings, Exclusions, SettingsError
+from studyapp.stats.clustered import CellTests, clustered_tests
+from studyapp.stats.config import AnalysisSettings, Exclusions, Monitoring, SettingsError
+from studyapp.stats.planner import StudyPlan, pilot_design_effect, plan_study
+from studyapp.stats.sequential import boundaries as sequential_boundaries
 from studyapp.stats.qc import annotator_qc, declared_mask
 from studyapp.stats.report import (
     SUMMARY_CSV_COLUMNS,
@@ -59,14 +63,22 @@ from studyapp.stats.report import (
 )
 from studyapp.stats.resample import cluster_weights, percentile_interval, resample_totals
 from studyapp.stats.simulate import simulate_votes
-from studyapp.stats.table import VOTE_COLUMNS, VoteTable, VotesFileError, read_votes_csv, write_votes_csv
+from studyapp.stats.table import SCORE_COLUMNS, VOTE_COLUMNS, VoteTable, VotesFileError, read_votes_csv, write_votes_csv
 
 __all__ = [
     "SCHEMA",
+    "SCORE_COLUMNS",
     "SUMMARY_CSV_COLUMNS",
     "VOTE_COLUMNS",
     "AlphaResult",
     "AnalysisSettings",
+    "CellTests",
+    "Monitoring",
+    "StudyPlan",
+    "clustered_tests",
+    "pilot_design_effect",
+    "plan_study",
+    "sequential_boundaries",
     "Exclusions",
     "SampleSize",
     "SettingsError",

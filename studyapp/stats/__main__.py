@@ -6,7 +6,10 @@ figure.svg and figure.png. ``--settings`` takes a settings JSON object, or an ea
 summary.json (its embedded settings), which reproduces that summary exactly.
 
 ``python -m studyapp.stats --plan 0.6 [--power 0.8 --n-tests 6 --tie-rate 0.25 --design-effect 1.5]``
-prints the sample-size plan instead.
+prints the sample-size plan instead: votes per comparison and criterion, and (``"study"``) prompts,
+annotators and trials, and with ``--looks K`` the expected votes under monitoring.
+``--pilot VOTES.csv`` measures the design effect on an earlier round's export and plans with it.
+See docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 from studyapp.stats.analysis import analyse
 from studyapp.stats.binomial import votes_needed
 from studyapp.stats.config import AnalysisSettings, SettingsError
+from studyapp.stats.planner import pilot_design_effect, plan_study
 from studyapp.stats.qc import annotator_qc
 from studyapp.stats.report import summary_json_text, write_annotators_csv, write_figure, write_summary_csv
 from studyapp.stats.table import VotesFileError, read_votes_csv
@@ -37,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--n-tests", type=int, default=6)
     plan.add_argument("--tie-rate", type=float, default=0.0)
     plan.add_argument("--design-effect", type=float, default=1.0)
+    plan.add_argument("--pilot", metavar="VOTES.csv", help="estimate the design effect from an earlier round's votes")
+    plan.add_argument("--comparisons", type=int, default=3, help="baselines compared with the focal objective")
+    plan.add_argument("--trials-per-annotator", type=int, default=60)
+    plan.add_argument("--seeds-per-prompt", type=int, default=1)
+    plan.add_argument("--votes-per-item", type=int, default=3)
+    plan.add_argument("--looks", type=int, default=1, help="monitoring looks (1: one analysis at the end)")
     return p
 
 
@@ -61,15 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.plan is not None:
-            plan = votes_needed(
-                args.plan,
-                power=args.power,
-                alpha=args.alpha,
-                n_tests=args.n_tests,
-                tie_rate=args.tie_rate,
-                design_effect=args.design_effect,
-            )
-            print(json.dumps(plan.to_dict(), indent=2))
+            design_effect, pilot = args.design_effect, None
+            if args.pilot:
+                pilot = pilot_design_effect(read_votes_csv(args.pilot))
+                if pilot["design_effect"] is None:
+                    raise ValueError(f"--pilot {args.pilot}: {pilot['note']}")
+                design_effect = pilot["design_effect"]
+            common = dict(power=args.power, alpha=args.alpha, n_tests=args.n_tests, tie_rate=args.tie_rate,
+                          design_effect=design_effect)
+            plan = votes_needed(args.plan, **common).to_dict()
+            plan["study"] = plan_study(
+                args.plan, **common, comparisons=args.comparisons, trials_per_annotator=args.trials_per_annotator,
+                seeds_per_prompt=args.seeds_per_prompt, votes_per_item=args.votes_per_item, looks=args.looks,
+            ).to_dict()
+            if pilot:
+                plan["pilot"] = pilot
+            print(json.dumps(plan, indent=2))
             return 0
         if not args.votes:
             _parser().print_usage(sys.stderr)

@@ -78,3 +78,36 @@ def alpha_from_matrix(matrix) -> AlphaResult:
     r, c = np.nonzero(~np.isnan(m))
     _, codes = np.unique(m[r, c], return_inverse=True)
     return krippendorff_alpha_nominal(c, codes)
+
+
+def alpha_bootstrap(units, values, replicates: int, rng: np.random.Generator, confidence: float = 0.95):
+    """Percentile interval of nominal alpha, resampling units (items) with replacement.
+
+    A replicate gives each pairable unit a multinomial weight; alpha's coincidence sums are
+    linear in the units, so all replicates are two matrix products. Returns ``(low, high)``
+    (NaN when undefined)."""
+    from studyapp.stats.resample import cluster_weights, percentile_interval
+
+    units = np.asarray(units, dtype=np.int64)
+    values = np.asarray(values, dtype=np.int64)
+    if len(units) == 0 or replicates == 0:
+        return float("nan"), float("nan")
+    _, u = np.unique(units, return_inverse=True)
+    v_levels, v = np.unique(values, return_inverse=True)
+    n_u, n_v = int(u.max()) + 1, len(v_levels)
+    nuc = np.bincount(u * n_v + v, minlength=n_u * n_v).reshape(n_u, n_v).astype(float)
+    m_u = nuc.sum(axis=1)
+    nuc, m_u = nuc[m_u >= 2], m_u[m_u >= 2]
+    if len(m_u) == 0:
+        return float("nan"), float("nan")
+    per_unit_o = nuc * (nuc - 1) / (m_u - 1)[:, None]
+    w = cluster_weights(len(m_u), replicates, rng).astype(float)
+    o_diag = w @ per_unit_o
+    n_c = w @ nuc
+    n = n_c.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = n - o_diag.sum(axis=1)
+        expected = (n * n - (n_c * n_c).sum(axis=1)) / (n - 1)
+        alpha = np.where(expected > 0, 1.0 - observed / expected, np.nan)
+    lo, hi = percentile_interval(alpha[:, None], confidence)
+    return float(lo[0]), float(hi[0])

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
-from studyapp.stats.agreement import krippendorff_alpha_nominal
+from studyapp.stats.agreement import alpha_bootstrap, krippendorff_alpha_nominal
 from studyapp.stats.binomial import benjamini_hochberg, clopper_pearson, holm, sign_test_pvalue, wilson
 from studyapp.stats.bt import bt_fit
 from studyapp.stats.common import clean, compact
 from studyapp.stats.config import AnalysisSettings
+from studyapp.stats.primary import family_verdict
 from studyapp.stats.qc import declared_mask, regular_mask
 from studyapp.stats.resample import (
     STREAM_ANNOTATORS,
@@ -27,10 +28,12 @@ from studyapp.stats.resample import (
     resample_totals,
     rng_for,
 )
-from studyapp.stats.table import TIE, VoteTable
+from studyapp.stats.scores import score_agreement
+from studyapp.stats.table import SCORE_COLUMNS, TIE, VoteTable
 
 SCHEMA = "studyapp.stats/1"
 OBJECTIVE_ORDER = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
+STREAM_ALPHA = 5
 WIN, LOSS, TIE_OUTCOME = 0, 1, 2
 
 
@@ -71,9 +74,13 @@ class _Rows:
         self.criterion_levels = f("criterion").levels
         self.prompt, self.prompt_labels = compact(f("prompt_id").codes[idx], f("prompt_id").levels)
         self.annotator, self.annotator_labels = compact(f("annotator").codes[idx], f("annotator").levels)
-        self.item = f("item_id").codes[idx]
+        # Sorted by label, so that item bootstraps do not depend on row order.
+        self.item, _ = compact(f("item_id").codes[idx], f("item_id").levels)
         self.category, self.category_labels = compact(f("category").codes[idx], f("category").levels)
         self.tie_code = self.obj_levels.index(TIE) if TIE in self.obj_levels else -1
+
+    def has_scores(self) -> bool:
+        return all(self._votes.has(c) for c in SCORE_COLUMNS)
 
     def column(self, name: str, positions: np.ndarray) -> np.ndarray:
         """Raw values of a table column at these positions of the subset."""
@@ -115,6 +122,8 @@ def _preference(rows: _Rows, settings: AnalysisSettings, crit_idx: np.ndarray) -
     conf = s.confidence
     p = sign_test_pvalue(w, nt)
     p_holm = holm(p)
+    fam = family_verdict(_family_arrays(rows, s, sel, cell, outcome, focal), nb * nc, s)
+    tests = fam["tests"]
     cp_lo, cp_hi = clopper_pearson(w, nt, conf)
     wi_lo, wi_hi = wilson(w, nt, conf)
     wh_lo, wh_hi = wilson(w + 0.5 * t, n, conf)
@@ -181,9 +190,29 @@ def _preference(rows: _Rows, settings: AnalysisSettings, crit_idx: np.ndarray) -
                     "ci_wilson_ties_half": _interval(wh_lo[k], wh_hi[k]),
                     "ci_bootstrap_prompt": _interval(boot["prompt"][0][k], boot["prompt"][1][k]),
                     "ci_bootstrap_annotator": _interval(boot["annotator"][0][k], boot["annotator"][1][k]),
-                    "p_value": p[k],
-                    "p_holm": p_holm[k],
-                    "significant": bool(p_holm[k] <= s.alpha) if not np.isnan(p_holm[k]) else False,
+                    "p_value": tests.p_value[k],
+                    "p_holm": fam["p_holm"][k],
+                    "significant": bool(fam["significant"][k]),
+                    "verdict": fam["verdict"][k],
+                    "fragility": fam["fragility"][k],
+                    "primary": {
+                        "method": tests.method[k],
+                        "note": tests.note[k],
+                        "votes": int(tests.n[k]),
+                        "annotators": int(tests.annotators[k]),
+                        "prompts": int(tests.prompts[k]),
+                        "estimate": tests.estimate[k],
+                        "ci": _interval(tests.ci_low[k], tests.ci_high[k]),
+                        "log_odds": tests.log_odds[k],
+                        "se": tests.se[k],
+                        "se_independent": tests.se_naive[k],
+                        "design_effect": tests.design_effect[k],
+                        "t": tests.stat[k],
+                        "df": int(tests.df[k]),
+                    },
+                    "monitoring": fam["monitoring"]["cells"][k] if fam["monitoring"] else None,
+                    "p_binomial": p[k],
+                    "p_binomial_holm": p_holm[k],
                     "position": {
                         "left_chosen": int(left_counts[k]),
                         "left_rate": left_counts[k] / nt[k] if nt[k] else None,
@@ -194,6 +223,44 @@ def _preference(rows: _Rows, settings: AnalysisSettings, crit_idx: np.ndarray) -
                 }
             )
     return {"cells": cells, "cell": cell, "outcome": outcome, "sel": sel}
+
+
+def _answer_rank(rows: _Rows, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Each vote's position within its cell in answer order (answered_at, then vote id)."""
+    at = rows.column("answered_at", positions).astype(str)
+    vid = rows.column("vote_id", positions).astype(str)
+    # Numeric ids sort as numbers ("9" before "10"), others as text after them.
+    try:  # exports have numeric vote ids: parse them at C speed
+        num = vid.astype(np.int64)
+    except (ValueError, OverflowError):
+        num = np.array([int(v) if v.isdigit() and len(v) < 19 else -1 for v in vid], dtype=np.int64)
+    _, at_rank = np.unique(at, return_inverse=True)
+    _, vid_rank = np.unique(vid, return_inverse=True)
+    order = np.lexsort((vid_rank, np.where(num >= 0, num, np.iinfo(np.int64).max), at_rank, cell))
+    rank = np.empty(len(order), dtype=np.int64)
+    starts = np.searchsorted(cell[order], cell[order], side="left")
+    rank[order] = np.arange(len(order)) - starts
+    return rank
+
+
+def _family_arrays(rows: _Rows, s: AnalysisSettings, sel, cell, outcome, focal: int) -> dict[str, np.ndarray]:
+    """The family's votes for the primary analysis, after the tie rule."""
+    keep = sel if s.tie_rule == "half" else sel[outcome[sel] != TIE_OUTCOME]
+    o = outcome[keep]
+    arr = {
+        "cell": cell[keep],
+        "y": np.where(o == WIN, 1.0, np.where(o == LOSS, 0.0, 0.5)),
+        "focal_left": rows.left[keep] == focal,
+        "annotator": rows.annotator[keep],
+        "prompt": rows.prompt[keep],
+    }
+    if s.monitoring is not None:
+        # Looks count every vote of the cell (ties too); the rank is over all of them.
+        rank_all = _answer_rank(rows, sel, cell[sel]) if len(sel) else np.zeros(0, np.int64)
+        pos = np.searchsorted(sel, keep)
+        arr["rank"] = rank_all[pos]
+        arr["cell_votes"] = np.bincount(cell[sel], minlength=len(s.baselines) * len(s.criteria))
+    return arr
 
 
 def _position_overall(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings) -> dict[str, Any]:
@@ -316,7 +383,9 @@ def _agreement(rows: _Rows, crit_idx: np.ndarray, settings: AnalysisSettings) ->
                     seen.add(key[dup[j]])
                     keep[dup[j]] = True
         res = krippendorff_alpha_nominal(rows.item[m][keep], value[m][keep])
-        out[crit] = res.to_dict()
+        lo, hi = alpha_bootstrap(rows.item[m][keep], value[m][keep], settings.bootstrap_replicates,
+                                 rng_for(settings.bootstrap_seed, STREAM_ALPHA * 10 + ci), settings.confidence)
+        out[crit] = {**res.to_dict(), "ci_bootstrap_items": [lo, hi]}
     return out
 
 
@@ -378,6 +447,7 @@ def _section(votes: VoteTable, mask: np.ndarray, settings: AnalysisSettings) -> 
         "bradley_terry": _bradley_terry(rows, crit_idx, settings),
         "agreement": _agreement(rows, crit_idx, settings),
         "categories": _categories(rows, pref, settings),
+        "score_agreement": score_agreement(rows, crit_idx, settings),
     }
 
 
@@ -415,8 +485,16 @@ def analyse(votes: VoteTable, settings: AnalysisSettings | None = None) -> dict[
                           tie rule), rate_excl_ties, rate_ties_half, ci (Wilson of the headline
                           rate), ci_exact and ci_wilson (non-tie rate), ci_wilson_ties_half,
                           ci_bootstrap_prompt, ci_bootstrap_annotator (headline rate,
-                          percentile), p_value (exact two-sided binomial, non-tie votes),
-                          p_holm (over the cells with votes), significant (p_holm <= alpha),
+                          percentile), p_value (the primary clustered test; None without
+                          a verdict), p_holm (Holm over the cells with a test), significant
+                          (p_holm <= alpha, or the monitoring decision), verdict ("for",
+                          "against", "no_difference", "continue", "no_verdict"), fragility
+                          (votes that, flipped, remove the verdict), primary {method, note,
+                          votes, annotators, prompts, estimate, ci, log_odds, se,
+                          se_independent, design_effect, t, df}, monitoring (None, or the
+                          looks: status, decided_at_look/_votes, looks_done, next_look_votes,
+                          next_look_boundary, ...), p_binomial and p_binomial_holm (secondary:
+                          exact binomial assuming independent votes),
                           position {left_chosen, left_rate, left_p, focal_left, focal_right,
                           side_effect_p (Fisher's exact, focal rate by side)}
           position_bias   all_criteria and per criterion: left, right, ties, left_rate,
@@ -425,7 +503,10 @@ def analyse(votes: VoteTable, settings: AnalysisSettings | None = None) -> dict[
                           pairs [{a, b, wins_a, wins_b, ties, rate_a}], votes, scale,
                           bootstrap_failed_replicates (prompt bootstrap)
           agreement       per criterion: Krippendorff's alpha (nominal), units, values,
-                          percent_agreement
+                          percent_agreement, ci_bootstrap_items
+          score_agreement available, note, criteria: per criterion and score (itc, itm,
+                          cap): agree, disagree, human_ties, score_ties, missing, rate,
+                          ci_bootstrap_prompt (docs/statistics.md, section 6)
           categories      exploratory, per baseline x criterion x category: wins, losses,
                           ties, rate, ci_wilson, p_value, p_bh (Benjamini-Hochberg)
 

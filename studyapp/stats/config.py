@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TIE_RULES = ("exclude", "half")
-FIGURE_INTERVALS = ("wilson", "bootstrap_prompt", "bootstrap_annotator")
+FIGURE_INTERVALS = ("primary", "wilson", "bootstrap_prompt", "bootstrap_annotator")
+SPENDING = ("obrien_fleming",)
+MAX_LOOKS = 100
 KNOWN_CRITERIA = ("realism", "alignment")
 
 
@@ -44,6 +46,60 @@ class Exclusions:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """A group-sequential design declared before the first vote (docs/statistics.md).
+
+    Each cell is looked at when it has ``planned_votes * k / looks`` votes (k = 1..looks, ties
+    included); the primary statistic is compared with Lan-DeMets O'Brien-Fleming-type boundaries,
+    with the family's alpha split Holm-wise and recycled after a decision (Maurer & Bretz 2013).
+    """
+
+    planned_votes: int
+    looks: int = 20
+    spending: str = "obrien_fleming"
+
+    def fractions(self) -> tuple[float, ...]:
+        return tuple((k + 1) / self.looks for k in range(self.looks))
+
+    def look_votes(self) -> list[int]:
+        """Votes a cell has at each look."""
+        return [-(-self.planned_votes * (k + 1) // self.looks) for k in range(self.looks)]
+
+    @classmethod
+    def from_dict(cls, raw: Any, problems: list[str], where: str = "monitoring") -> "Monitoring | None":
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be null or an object with planned_votes, looks, spending")
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in sorted(set(raw) - known):
+            problems.append(f"{where}.{key}: unknown (known: {', '.join(sorted(known))})")
+        if "planned_votes" not in raw:
+            problems.append(f"{where}.planned_votes: required (votes per comparison and criterion)")
+            return None
+        before = len(problems)
+        m = cls.__new__(cls)
+        for f in dataclasses.fields(cls):
+            object.__setattr__(m, f.name, raw.get(f.name, f.default))
+        problems.extend(f"{where}.{p}" for p in _check_monitoring(m))
+        return m if len(problems) == before else None
+
+
+def _check_monitoring(m: Monitoring) -> list[str]:
+    p = []
+    if not _is_int(m.planned_votes) or not 1 <= m.planned_votes <= 10_000_000:
+        p.append(f"planned_votes: must be an integer between 1 and 10000000, got {m.planned_votes!r}")
+    if not _is_int(m.looks) or not 1 <= m.looks <= MAX_LOOKS:
+        p.append(f"looks: must be an integer between 1 and {MAX_LOOKS}, got {m.looks!r}")
+    elif _is_int(m.planned_votes) and m.planned_votes >= 1 and m.looks > m.planned_votes:
+        p.append(f"looks: at most one look per vote ({m.planned_votes} planned), got {m.looks}")
+    if m.spending not in SPENDING:
+        p.append(f"spending: must be one of {', '.join(SPENDING)}, got {m.spending!r}")
+    return p
+
+
+@dataclass(frozen=True)
 class AnalysisSettings:
     """Everything that decides the numbers of an analysis, and nothing else.
 
@@ -51,6 +107,10 @@ class AnalysisSettings:
     ("exclude": ties dropped; "half": a tie is half a win for each side); both rates are always
     reported and the binomial test is always on the non-tie votes. ``bootstrap_replicates`` or
     ``bt_replicates`` of 0 skip those bootstraps (their intervals are then null).
+
+    The primary test (``studyapp.stats.clustered``) refuses a verdict for a cell with fewer than
+    ``min_clusters`` annotators or prompts. ``monitoring`` (None: one analysis at the planned
+    size) declares the group-sequential looks that make watching the live results safe.
     """
 
     focal: str = "SHIFT"
@@ -63,7 +123,9 @@ class AnalysisSettings:
     bootstrap_replicates: int = 1000
     bootstrap_seed: int = 0
     bt_replicates: int = 1000
-    figure_interval: str = "wilson"
+    figure_interval: str = "primary"
+    min_clusters: int = 10
+    monitoring: Monitoring | None = None
     # Annotators a researcher excluded by hand (the platform's logged exclusion action), as
     # sorted (pseudonym, reason) pairs; in JSON an object {pseudonym: reason}. Applied like an
     # annotator rule in the "declared" results, the reason shown as "staff: REASON".
@@ -118,6 +180,11 @@ class AnalysisSettings:
                 for key in sorted(set(raw) - ex_known):
                     problems.append(f"exclusions.{key}: unknown (known: {', '.join(sorted(ex_known))})")
                 kwargs["exclusions"] = Exclusions(**{k: v for k, v in raw.items() if k in ex_known})
+        if "monitoring" in kwargs:
+            n_before = len(problems)
+            kwargs["monitoring"] = Monitoring.from_dict(kwargs["monitoring"], problems)
+            if len(problems) > n_before:
+                kwargs.pop("monitoring")
         try:
             settings = cls(**kwargs)
         except SettingsError as exc:
@@ -172,6 +239,13 @@ def _check(s: AnalysisSettings) -> list[str]:
     for pair in s.staff_exclusions if isinstance(s.staff_exclusions, tuple) else [None]:
         if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) and x.strip() for x in pair)):
             p.append(f"staff_exclusions: each entry must map a pseudonym to a non-empty reason, got {pair!r}")
+    if not _is_int(s.min_clusters) or not 2 <= s.min_clusters <= 10_000:
+        p.append(f"min_clusters: must be an integer between 2 and 10000, got {s.min_clusters!r}")
+    if s.monitoring is not None:
+        if not isinstance(s.monitoring, Monitoring):
+            p.append(f"monitoring: must be a Monitoring value or null, got {s.monitoring!r}")
+        else:
+            p.extend(f"monitoring.{x}" for x in _check_monitoring(s.monitoring))
     ex = s.exclusions
     if not isinstance(ex, Exclusions):
         p.append(f"exclusions: must be an Exclusions value, got {ex!r}")

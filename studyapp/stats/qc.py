@@ -173,7 +173,9 @@ def declared_mask(votes: VoteTable, settings: AnalysisSettings) -> tuple[np.ndar
         "total": {
             "annotators": int(excluded.sum()),
             "votes": int(regular.sum() - keep.sum()),
-            "annotators_kept": int((arr["present"] & ~excluded & (arr["regular_votes"] > 0)).sum()),
+            # Annotators with at least one vote kept: one whose every vote fell under the speed
+            # floor contributes nothing and is not counted.
+            "annotators_kept": int(len(np.unique(codes[keep & ok]))),
             "votes_kept": int(keep.sum()),
         },
         "excluded_annotators": [

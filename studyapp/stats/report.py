@@ -39,6 +39,17 @@ SUMMARY_CSV_COLUMNS = (
     "p_value",
     "p_holm",
     "significant",
+    "verdict",
+    "primary_method",
+    "primary_estimate",
+    "primary_ci_low",
+    "primary_ci_high",
+    "design_effect",
+    "fragility",
+    "p_binomial",
+    "p_binomial_holm",
+    "monitoring_status",
+    "monitoring_next_look_votes",
     "strength",
     "rank",
 )
@@ -74,6 +85,14 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                     "objective": c["focal"],
                     **{k: c[k] for k in ("wins", "losses", "ties", "n", "tie_rate", "rate")},
                     **{k: c[k] for k in ("rate_excl_ties", "rate_ties_half", "p_value", "p_holm", "significant")},
+                    **{k: c[k] for k in ("verdict", "fragility", "p_binomial", "p_binomial_holm")},
+                    "primary_method": c["primary"]["method"],
+                    "primary_estimate": c["primary"]["estimate"],
+                    "primary_ci_low": c["primary"]["ci"][0],
+                    "primary_ci_high": c["primary"]["ci"][1],
+                    "design_effect": c["primary"]["design_effect"],
+                    "monitoring_status": (c["monitoring"] or {}).get("status"),
+                    "monitoring_next_look_votes": (c["monitoring"] or {}).get("next_look_votes"),
                     "ci_low": c["ci"][0],
                     "ci_high": c["ci"][1],
                     **{
@@ -125,10 +144,28 @@ def write_annotators_csv(records: Sequence[dict[str, Any]], path_or_file: str | 
         w.writerow([escape(";".join(r[c]) if c == "reasons" else _fmt(r[c])) for c in cols])
 
 
-def _figure_interval(cell: dict[str, Any], which: str) -> tuple[float | None, float | None]:
+def _figure_bar(cell: dict[str, Any], which: str) -> tuple[float | None, float | None, float | None]:
+    """The bar's value and interval. "primary": the clustered model's side-balanced preference
+    and its interval (the rate and Wilson interval where the model gave none); else the headline
+    rate with the named interval."""
+    if which == "primary":
+        prim = cell.get("primary") or {}
+        if prim.get("estimate") is not None and None not in prim.get("ci", [None]):
+            return prim["estimate"], prim["ci"][0], prim["ci"][1]
+        which = "wilson"
     key = {"wilson": "ci", "bootstrap_prompt": "ci_bootstrap_prompt", "bootstrap_annotator": "ci_bootstrap_annotator"}
     lo, hi = cell[key[which]]
-    return lo, hi
+    return cell["rate"], lo, hi
+
+
+def _error_bar(value, lo, hi) -> tuple[float, float]:
+    """Non-negative error-bar lengths (percent); an interval not containing its value (rounding)
+    is widened to contain it, never drawn as a negative error."""
+    if value is None:
+        return 0.0, 0.0
+    lo = value if lo is None else min(max(lo, 0.0), value)
+    hi = value if hi is None else max(min(hi, 1.0), value)
+    return 100 * (value - lo), 100 * (hi - value)
 
 
 def draw_figure(summary: dict[str, Any], *, subset: str = "declared"):
@@ -150,13 +187,13 @@ def draw_figure(summary: dict[str, Any], *, subset: str = "declared"):
         xs, ys, err_lo, err_hi = [], [], [], []
         for bi, base in enumerate(baselines):
             cell = next(c for c in cells if c["baseline"] == base and c["criterion"] == crit)
-            rate = cell["rate"]
-            lo, hi = _figure_interval(cell, settings["figure_interval"])
+            value, lo, hi = _figure_bar(cell, settings.get("figure_interval", "wilson"))
             x = bi - 0.4 + width * (ci + 0.5)
             xs.append(x)
-            ys.append(100 * rate if rate is not None else 0.0)
-            err_lo.append(100 * (rate - lo) if None not in (rate, lo) else 0.0)
-            err_hi.append(100 * (hi - rate) if None not in (rate, hi) else 0.0)
+            ys.append(100 * value if value is not None else 0.0)
+            e_lo, e_hi = _error_bar(value, lo, hi)
+            err_lo.append(e_lo)
+            err_hi.append(e_hi)
         ax.bar(
             xs,
             ys,
@@ -174,7 +211,8 @@ def draw_figure(summary: dict[str, Any], *, subset: str = "declared"):
     ax.set_ylabel(f"Preference for {settings['focal']} (%)")
     rule = "ties excluded" if settings["tie_rule"] == "exclude" else "ties as half"
     level = round(100 * settings["confidence"])
-    ax.set_title(f"{subset} votes, {rule}, {level}% CI ({settings['figure_interval']})", fontsize=8)
+    what = "clustered model" if settings.get("figure_interval") == "primary" else settings.get("figure_interval")
+    ax.set_title(f"{subset} votes, {rule}, {level}% CI ({what})", fontsize=8)
     ax.legend(fontsize=8, loc="upper right", frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -182,16 +220,44 @@ def draw_figure(summary: dict[str, Any], *, subset: str = "declared"):
     return fig
 
 
-def write_figure(summary: dict[str, Any], out_dir: str | os.PathLike, *, subset: str = "declared") -> list[str]:
-    """Write figure.svg and figure.png into ``out_dir`` (byte-stable: no dates, fixed SVG ids)."""
+def _placeholder_figure(reason: str):
     import matplotlib
 
-    fig = draw_figure(summary, subset=subset)
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 1.2), dpi=150)
+    fig.text(0.5, 0.5, f"Figure not drawn: {reason[:150]}\n(the numbers are in summary.json / summary.csv)",
+             ha="center", va="center", fontsize=8, wrap=True)
+    return fig
+
+
+def safe_figure(summary: dict[str, Any], *, subset: str = "declared"):
+    """``draw_figure``, or a figure that says why it could not be drawn: a figure must never take
+    down the page or export that holds it (issue 11, item 2)."""
+    try:
+        return draw_figure(summary, subset=subset)
+    except Exception as exc:  # noqa: BLE001 - any drawing failure becomes a visible note
+        return _placeholder_figure(f"{type(exc).__name__}: {exc}")
+
+
+def write_figure(summary: dict[str, Any], out_dir: str | os.PathLike, *, subset: str = "declared") -> list[str]:
+    """Write figure.svg and figure.png into ``out_dir`` (byte-stable: no dates, fixed SVG ids).
+    A drawing failure writes a figure naming the failure instead of raising."""
+    import matplotlib
+
+    fig = safe_figure(summary, subset=subset)
     paths = []
     with matplotlib.rc_context({"svg.hashsalt": "studyapp-stats", "svg.fonttype": "none"}):
         for ext, meta in (("svg", {"Date": None}), ("png", {"Software": None})):
             path = os.path.join(os.fspath(out_dir), f"figure.{ext}")
-            fig.savefig(path, format=ext, metadata=meta)
+            try:
+                fig.savefig(path, format=ext, metadata=meta)
+            except OSError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - drawing errors surface at savefig too
+                fig = _placeholder_figure(f"{type(exc).__name__}: {exc}")
+                fig.savefig(path, format=ext, metadata=meta)
             paths.append(path)
     return paths
 

@@ -29,6 +29,8 @@ def simulate_votes(
     tie_rate: float = 0.0,
     annotator_sd: float = 0.0,
     prompt_sd: float = 0.0,
+    annotator_beta: float = 0.0,
+    prompt_beta: float = 0.0,
     side_bias: float = 0.0,
     attention_per_annotator: int = 0,
     careless_annotators: int = 0,
@@ -37,7 +39,11 @@ def simulate_votes(
 ) -> VoteTable:
     """A simulated round. ``preference`` is the true focal win share among non-tie votes, one
     number or ``{(baseline, criterion): p}``. Careless annotators (the last ones) choose sides at
-    random, answer fast, and fail attention checks half of the time."""
+    random, answer fast, and fail attention checks half of the time.
+
+    ``annotator_beta`` / ``prompt_beta`` (> 0) draw each annotator's / prompt's tendency as
+    ``logit(Beta(a, a))`` instead of a normal with ``*_sd`` (a Beta(5, 5) spread on the
+    probability scale, as in issue 12)."""
     rng = np.random.default_rng(seed)
     nb, nc = len(baselines), len(criteria)
     n_trials = trials_per_baseline * nb
@@ -47,6 +53,12 @@ def simulate_votes(
     focal_left = rng.random(n_trials) < 0.5
     u = rng.normal(0, annotator_sd, n_annotators) if annotator_sd else np.zeros(n_annotators)
     v = rng.normal(0, prompt_sd, n_prompts) if prompt_sd else np.zeros(n_prompts)
+    if annotator_beta:
+        q = rng.beta(annotator_beta, annotator_beta, n_annotators)
+        u = np.log(q) - np.log1p(-q)
+    if prompt_beta:
+        q = rng.beta(prompt_beta, prompt_beta, n_prompts)
+        v = np.log(q) - np.log1p(-q)
     careless = np.zeros(n_annotators, dtype=bool)
     if careless_annotators:
         careless[n_annotators - careless_annotators :] = True

@@ -43,6 +43,11 @@ VOTE_COLUMNS: tuple[str, ...] = (
     "answered_at",
 )
 
+# Optional: the final BLIP scores of the image shown on each side (empty when unknown, e.g. an
+# imported render without scores). Older exports without these columns still load.
+SCORE_NAMES = ("itc", "itm", "cap")
+SCORE_COLUMNS: tuple[str, ...] = tuple(f"{side}_{name}_score" for side in ("left", "right") for name in SCORE_NAMES)
+
 TRIAL_KINDS = ("regular", "attention", "practice")
 CRITERIA = ("realism", "alignment")
 CHOICES = ("left", "right", "tie")
@@ -150,6 +155,9 @@ class VoteTable:
     def __repr__(self) -> str:
         return f"<VoteTable {self._n} votes>"
 
+    def has(self, name: str) -> bool:
+        return name in self._cols
+
     def __getitem__(self, name: str) -> np.ndarray:
         col = self._cols[name]
         return col.decode() if isinstance(col, Factor) else col
@@ -168,11 +176,16 @@ class VoteTable:
         cols = {k: (v.take(index) if isinstance(v, Factor) else v[index]) for k, v in self._cols.items()}
         return VoteTable(cols, len(index))
 
+    def columns_present(self) -> tuple[str, ...]:
+        """:data:`VOTE_COLUMNS`, then the optional score columns this table has."""
+        return VOTE_COLUMNS + tuple(c for c in SCORE_COLUMNS if c in self._cols)
+
     def to_rows(self) -> Iterable[list[str]]:
-        """Rows of strings in :data:`VOTE_COLUMNS` order (for writing a CSV)."""
-        decoded = [self[c] for c in VOTE_COLUMNS]
+        """Rows of strings in :meth:`columns_present` order (for writing a CSV)."""
+        decoded = [self[c] for c in self.columns_present()]
+        fmt = lambda v: "" if isinstance(v, float) and v != v else str(v)  # noqa: E731 - NaN: empty
         for i in range(self._n):
-            yield [str(col[i]) for col in decoded]
+            yield [fmt(col[i]) for col in decoded]
 
     @classmethod
     def from_columns(
@@ -205,6 +218,9 @@ class VoteTable:
             cols[c] = np.asarray(texts(data[c]), dtype=object)
         for c in INT_COLUMNS:
             cols[c] = _parse_ints(c, data[c], problems, first_line)
+        for c in SCORE_COLUMNS:
+            if c in data:
+                cols[c] = _parse_floats(c, data[c], problems, first_line)
         table = cls(cols, n)
         problems.extend(validate(table, first_line=first_line))
         if problems:
@@ -221,7 +237,9 @@ class VoteTable:
                 problems.append(f"row {i + 1}: missing {', '.join(miss)}")
         if problems:
             raise VotesFileError(problems, source=source)
-        return cls.from_columns({c: [r[c] for r in rows] for c in VOTE_COLUMNS}, source=source)
+        data = {c: [r[c] for r in rows] for c in VOTE_COLUMNS}
+        data.update({c: [r.get(c) for r in rows] for c in SCORE_COLUMNS if rows and c in rows[0]})
+        return cls.from_columns(data, source=source)
 
 
 def _text(v: object) -> str:
@@ -248,6 +266,25 @@ def _parse_ints(name: str, values: Sequence, problems: list[str], first_line: in
             out[i] = int(v)
         except (TypeError, ValueError, OverflowError):
             problems.append(f"line {i + first_line}: {name} must be an integer, got {v!r}")
+    return out
+
+
+def _parse_floats(name: str, values: Sequence, problems: list[str], first_line: int) -> np.ndarray:
+    """Optional numbers: empty (or None) is NaN; anything else must be a finite number."""
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if v is None or v == "":
+            continue
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            x = float(v)
+        except (TypeError, ValueError):
+            x = float("nan")
+        if not np.isfinite(x):
+            problems.append(f"line {i + first_line}: {name} must be a number or empty, got {v!r}")
+            continue
+        out[i] = x
     return out
 
 
@@ -378,6 +415,7 @@ def _read(fh: IO[str], source: str) -> VoteTable:
     # only free text and pseudonyms can start with one (the other columns are numbers, times and
     # fixed names, which the writer never quotes).
     data = {c: unescape_column(columns[p]) if c in TEXT_COLUMNS else columns[p] for c, p in zip(VOTE_COLUMNS, pos)}
+    data.update({c: columns[header.index(c)] for c in SCORE_COLUMNS if c in header})
     return VoteTable.from_columns(data, source=source, first_line=2, all_text=True)
 
 
@@ -388,8 +426,9 @@ def write_votes_csv(table: VoteTable, path_or_file: str | os.PathLike | IO[str])
             write_votes_csv(table, fh)
         return
     w = csv.writer(path_or_file, lineterminator="\n")
-    w.writerow(VOTE_COLUMNS)
-    text = [c in TEXT_COLUMNS for c in VOTE_COLUMNS]
+    columns = table.columns_present()
+    w.writerow(columns)
+    text = [c in TEXT_COLUMNS for c in columns]
     w.writerows([escape(v) if t else v for v, t in zip(row, text)] for row in table.to_rows())
 
 

@@ -60,24 +60,26 @@ def test_counts_rates_and_exact_test(small):
     assert c["rate"] == c["rate_excl_ties"]  # tie_rule "exclude"
     # Reference: scipy.stats.binomtest(8, 13).pvalue and its proportion_ci.
     ref = binomtest(8, 13)
-    assert c["p_value"] == pytest.approx(ref.pvalue, rel=1e-5)
+    assert c["p_binomial"] == pytest.approx(ref.pvalue, rel=1e-5)
     assert c["ci_exact"] == pytest.approx(list(ref.proportion_ci(method="exact")), rel=1e-5)
     assert c["ci_wilson"] == pytest.approx(list(ref.proportion_ci(method="wilson")), rel=1e-5)
     # Declared: 'bad' (attention 1/3 < 0.8) and the 300 ms vote are gone.
     d = _cell(s, "declared", "ITC", "realism")
     assert (d["wins"], d["losses"], d["ties"]) == (7, 3, 2)
     empty = _cell(s, "declared", "BLEND", "realism")
-    assert empty["n"] == 0 and empty["p_value"] is None and empty["rate"] is None and empty["ci"] == [None, None]
+    assert empty["n"] == 0 and empty["p_value"] is None and empty["p_binomial"] is None and empty["rate"] is None and empty["ci"] == [None, None]
 
 
 def test_holm_over_the_nonempty_family(small):
     s = analyse(small, FAST)
     cells = s["results"]["declared"]["preference"]
-    tested = [c for c in cells if c["p_value"] is not None]
+    tested = [c for c in cells if c["p_binomial"] is not None]
     # Reference: statsmodels multipletests(method='holm') over the cells that have votes.
-    ref = multipletests([c["p_value"] for c in tested], method="holm")[1]
-    assert [c["p_holm"] for c in tested] == pytest.approx(list(ref), rel=1e-5)
-    assert all(c["significant"] == (c["p_holm"] <= 0.05) for c in tested)
+    ref = multipletests([c["p_binomial"] for c in tested], method="holm")[1]
+    assert [c["p_binomial_holm"] for c in tested] == pytest.approx(list(ref), rel=1e-5)
+    # The verdict is the clustered test's: too few annotators and prompts here for one.
+    assert all(c["p_value"] is None and not c["significant"] and c["verdict"] == "no_verdict" for c in cells)
+    assert all("too few clusters" in c["primary"]["note"] for c in tested)
 
 
 def test_exclusion_report(small):
@@ -97,7 +99,7 @@ def test_tie_rule_half_changes_headline_only(small):
     c = _cell(s, "all", "ITC", "realism")
     assert c["rate"] == c["rate_ties_half"] == pytest.approx(9 / 15, rel=1e-5)
     assert c["ci"] == c["ci_wilson_ties_half"]
-    assert c["p_value"] == pytest.approx(binomtest(8, 13).pvalue, rel=1e-5)  # always on non-ties
+    assert c["p_binomial"] == pytest.approx(binomtest(8, 13).pvalue, rel=1e-5)  # always on non-ties
 
 
 def test_side_rate_rule():
@@ -207,3 +209,12 @@ def test_focal_may_be_objective_b():
     rows.append(vote(a="ITC", b="SHIFT", prompt="p9", outcome="a"))
     c = _cell(analyse(table(rows), FAST), "all", "ITC", "realism")
     assert (c["wins"], c["losses"]) == (5, 1)
+
+
+def test_annotators_kept_counts_only_annotators_with_a_kept_vote():
+    # Issue 12 audit: an annotator whose every vote fell under the speed floor was counted as kept.
+    rows = [vote(annotator="slow", prompt=f"p{i}") for i in range(3)]
+    rows += [vote(annotator="fast", prompt=f"p{i}", response_ms=100) for i in range(3)]
+    rows += [vote(annotator="mixed", prompt="p0", response_ms=100), vote(annotator="mixed", prompt="p1")]
+    total = analyse(table(rows), FAST)["exclusions"]["total"]
+    assert total["annotators_kept"] == 2 and total["votes_kept"] == 4 and total["annotators"] == 0

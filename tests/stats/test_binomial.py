@@ -143,3 +143,22 @@ def test_planner_is_symmetric_and_validates():
         votes_needed(0.5, power=1.2, tie_rate=1.0)
     msg = str(exc.value)
     assert "p (0.5)" in msg and "power (1.2)" in msg and "tie_rate (1.0)" in msg
+
+
+@pytest.mark.parametrize("n", [1, 3, 6, 9, 12, 17, 19, 20, 50, 333])
+def test_wilson_contains_the_rate_at_zero_and_n(n):
+    # Issue 12 audit: at 0 of 3 the lower bound came out 5.6e-17, above the rate 0.
+    for k in (0, n):
+        lo, hi = wilson(k, n)
+        assert 0.0 <= lo <= k / n <= hi <= 1.0
+    assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
+
+
+def test_holm_does_not_call_gc_collect(monkeypatch):
+    import gc
+
+    calls = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(a) or 0)
+    holm([0.01, 0.02, 0.5])
+    benjamini_hochberg([0.01, 0.02, 0.5])
+    assert calls == []

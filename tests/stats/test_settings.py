@@ -68,3 +68,21 @@ def test_a_summary_is_accepted_as_settings():
     s = AnalysisSettings(tie_rule="half", bootstrap_replicates=50, bt_replicates=20, bootstrap_seed=3)
     summary = analyse(simulate_votes(trials_per_baseline=30, seed=1), s)
     assert AnalysisSettings.from_dict(json.loads(json.dumps(summary))) == s
+
+
+@pytest.mark.parametrize("value, ok", [(1, False), (2, True), (3, True), (10_000, True), (10_001, False), (2.0, False), (True, False)])
+def test_min_clusters_bounds(value, ok):
+    if ok:
+        assert AnalysisSettings(min_clusters=value).min_clusters == value
+    else:
+        with pytest.raises(SettingsError, match="min_clusters"):
+            AnalysisSettings(min_clusters=value)
+
+
+def test_defaults_give_the_clustered_verdict_and_older_settings_still_load():
+    s = AnalysisSettings()
+    assert s.figure_interval == "primary" and s.min_clusters == 10 and s.monitoring is None
+    # settings.json written before issue 12 (no min_clusters, monitoring; Wilson figure) still loads.
+    old = {k: v for k, v in s.to_dict().items() if k not in ("min_clusters", "monitoring")}
+    old["figure_interval"] = "wilson"
+    assert AnalysisSettings.from_dict(old).figure_interval == "wilson"

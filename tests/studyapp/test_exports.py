@@ -37,8 +37,14 @@ def _stats_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_export_then_the_stats_cli_reproduces_the_summary(tmp_path, round_config, capsys):
-    rnd = open_round({**round_config, "tie_rule": "half", "round_seed": 7})
+    rnd = open_round({**round_config, "tie_rule": "half", "round_seed": 7, "monitoring": {"planned_votes": 30, "looks": 3}})
     add_votes(rnd, n_annotators=5, fast_annotator=True)
+    # Render scores (one render without: an imported image) travel in votes.csv.
+    from studyapp.models import Render
+
+    for i, r in enumerate(Render.objects.filter(round=rnd).order_by("id")):
+        if i:
+            Render.objects.filter(pk=r.pk).update(itc_score=0.1 * (i % 7), itm_score=0.5, cap_score=-1.0 - i / 3)
     out = tmp_path / "export"
     call_command("export_stats", str(rnd.pk), "--out", str(out))
     printed = capsys.readouterr().out
@@ -54,6 +60,10 @@ def test_export_then_the_stats_cli_reproduces_the_summary(tmp_path, round_config
     # the summary embeds the round's frozen settings, and they are what settings.json holds
     settings = json.loads((out / "settings.json").read_text())
     assert exported["settings"] == settings
+    assert settings["monitoring"] == {"planned_votes": 30, "looks": 3, "spending": "obrien_fleming"}
+    assert all(c["monitoring"]["looks_done"] >= 1 for c in exported["results"]["declared"]["preference"])
+    scores = exported["results"]["all"]["score_agreement"]
+    assert scores["available"] and scores["criteria"]["realism"]["itc"]["missing"] > 0
     assert settings["tie_rule"] == "half" and settings["bootstrap_seed"] == 7
     assert settings["exclusions"] == {"min_attention_accuracy": 0.8, "min_response_ms": 800, "max_side_rate": 0.9,
                                       "side_rate_min_votes": 20}
@@ -76,7 +86,7 @@ def test_votes_csv_columns_and_qc_flags(round_config):
     Annotator.objects.filter(pseudonym=f"ann-{rnd.pk}-2").update(qc_status="fail")
     export = exports.build_export(rnd)
     reader = csv.DictReader(io.StringIO(export.files["votes.csv"].decode()))
-    assert tuple(reader.fieldnames) == tuple(stats.VOTE_COLUMNS) + exports.QC_COLUMNS
+    assert tuple(reader.fieldnames) == tuple(stats.VOTE_COLUMNS) + tuple(stats.SCORE_COLUMNS) + exports.QC_COLUMNS
     assert tuple(reader.fieldnames[:20]) == (
         "round_id", "vote_id", "trial_id", "annotator", "item_id", "prompt_id", "prompt", "category", "seed",
         "trial_kind", "criterion", "objective_a", "objective_b", "left_objective", "right_objective", "choice",

@@ -3,6 +3,7 @@
 ``python -m studyapp.stats DIR/votes.csv --settings DIR/settings.json`` reproduces DIR/summary.json.
 """
 
+import logging
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -37,6 +38,10 @@ class Command(BaseCommand):
             export = exports.round_export(rnd, use_cache=False)
         except exports.ExportError as exc:
             raise CommandError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - a message naming the failure, not a traceback
+            logging.getLogger(__name__).exception("export of round #%s failed", rnd.pk)
+            raise CommandError(f"round {rnd.pk}: the export failed unexpectedly ({type(exc).__name__}: {exc}); "
+                               "details are in the log") from None
         try:
             paths = exports.write_export(export, out_dir)
         except OSError as exc:
