@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from django.contrib.admin.views.decorators import staff_member_required
+from studyapp.views.access import staff_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.safestring import mark_safe
@@ -312,7 +312,7 @@ def _results_context(rnd: StudyRound) -> dict:
     }
 
 
-@staff_member_required
+@staff_required
 def export_file(request, round_id: int, name: str):
     """One file of the round's export bundle (votes.csv, summary.json, figure.png, ...)."""
     if name not in exports.FILE_NAMES:
@@ -327,7 +327,7 @@ def export_file(request, round_id: int, name: str):
     return resp
 
 
-@staff_member_required
+@staff_required
 def export_zip(request, round_id: int):
     rnd = get_object_or_404(StudyRound, pk=round_id)
     export = _export_or_error(rnd)
