@@ -23,13 +23,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 
 @pytest.fixture
 def server(live_server):
-    yield live_server
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    return live_server  # leftover database sessions are ended once, after the last browser test
 
 
 def test_pages_run_under_the_content_security_policy(server, round_config, django_user_model, client, monkeypatch):

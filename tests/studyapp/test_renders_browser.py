@@ -56,12 +56,12 @@ def test_launch_and_live_progress_on_the_round_page(server, round_config, settin
         assert page.inner_text("#render-done") == "4" and page.inner_text("#render-failed") == "0"
         assert page.is_hidden("#render-failures")
         page.click("text=Gallery (unblinded)")
-        page.wait_for_selector("td.render img")
+        page.wait_for_selector("td.shot img")
         page.wait_for_function(
-            "() => [...document.querySelectorAll('td.render img')].every(i => i.complete && i.naturalWidth > 0)",
+            "() => [...document.querySelectorAll('td.shot img')].every(i => i.complete && i.naturalWidth > 0)",
             timeout=30_000,
         )
-        sizes = page.eval_on_selector_all("td.render img", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
+        sizes = page.eval_on_selector_all("td.shot img", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
         assert len(sizes) == 4 and all(sizes) and len(set(sizes)) == 1  # every image loaded (tiny preset's size)
         browser.close()
     assert StudyRound.objects.get(pk=rnd.pk).status == StudyRound.Status.READY
