@@ -113,9 +113,14 @@ DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", f"test_studyap
 
 # CACHES
 # ------------------------------------------------------------------------------
-# One cache shared by every server process (the annotator-creation limit must hold across
-# gunicorn workers): a PostgreSQL table made by migration 0008, so no other service is needed.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "studyapp_cache"}}
+# "default" is per process (the results page's analysis, keyed by the votes it saw). "shared" is
+# one cache for every server process, for counts that must hold across gunicorn workers (the
+# annotator-creation limit): a PostgreSQL table made by migration 0008, no other service needed.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "studyapp_cache"},
+}
+ANNOTATE_CREATE_CACHE = "shared"
 
 # APPS
 # ------------------------------------------------------------------------------

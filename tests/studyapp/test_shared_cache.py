@@ -10,8 +10,11 @@ from studyapp.services.annotators import admission_count, create_limit
 def test_two_processes_share_one_count():
     # Two CacheHandlers stand for two gunicorn workers: each builds its own cache objects from
     # settings.CACHES, as a separate process would. A per-process cache (LocMem) would count 1 and 1.
+    from django.conf import settings
+
     worker_a, worker_b = CacheHandler(), CacheHandler()
-    assert worker_a["default"] is not worker_b["default"]
+    alias = settings.ANNOTATE_CREATE_CACHE
+    assert worker_a[alias] is not worker_b[alias]
     now = 1_000_000.0
     from django.core import cache as cache_module
 
