@@ -204,7 +204,7 @@ def _render_chunk(models, spec, diffusion, objective, prompts, seeds, round_seed
         itc_loss=spec.itc_loss, label_smoothing=spec.cap_label_smoothing, normalization=spec.normalization,
         blend_weights=(spec.blend_weight_itc, spec.blend_weight_cap), guided_image=spec.guided_image,
         views=spec.views, view_generators=view_gens, range_weight=spec.range_loss_weight,
-        autocast_dtype=torch.bfloat16 if spec.precision == "bf16" else None,
+        autocast_dtype=torch.bfloat16 if spec.precision == "bf16" else None, view_augment=spec.view_augment,
     )
     _sync(device)
     t0 = time.perf_counter()

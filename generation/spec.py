@@ -29,11 +29,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sampler": ("ddpm", "ddim"),
     "itc_loss": ("cos", "cos_temp"),
     "itm_first_token": ("[ENC]", "[CLS]"),
-    "normalization": ("grad", "none"),
+    "normalization": ("grad", "none", "unit"),
+    "view_augment": ("crop_flip", "affine_perspective"),
     "guided_image": ("x0", "blend"),
     "precision": ("fp32", "bf16"),
 }
 
+
+# Fields added after specs were first stored, with the default that leaves them out of the hash.
+LATE_FIELDS: dict[str, Any] = {"view_augment": "crop_flip"}
 
 # Upper bounds: values past them are typos (10**12 images per batch) that would fail late and
 # expensively on a GPU worker rather than at the form.
@@ -85,6 +89,7 @@ class GenerationSpec:
     blip_image_size: int = 384
     precision: str = "fp32"
     batch_size: int = 4
+    view_augment: str = "crop_flip"
 
     def __post_init__(self):
         # GenerationSpec(eta=0) and from_dict({"eta": 0.0}) must hash alike.
@@ -150,7 +155,10 @@ class GenerationSpec:
         return cls(**values)
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        """Sorted keys, no spaces; a field added after rounds were stored enters only when set away
+        from its default, so every spec written before it keeps its hash."""
+        d = {k: v for k, v in self.to_dict().items() if not (k in LATE_FIELDS and v == LATE_FIELDS[k])}
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     def spec_hash(self) -> str:
         """sha256 hex of the canonical JSON (sorted keys, no spaces, floats as floats)."""

@@ -24,6 +24,7 @@ def test_defaults_round_trip_through_json():
 def test_hash_is_sha256_of_canonical_json_and_order_free():
     spec = GenerationSpec.tiny(scale_shift=2.5)
     d = spec.to_dict()
+    del d["view_augment"]  # a late field at its default stays out of the canonical JSON
     expected = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert spec.spec_hash() == expected
     reversed_order = dict(reversed(list(d.items())))
@@ -140,3 +141,12 @@ def test_scales_have_an_upper_bound_and_cap_prompt_refuses_nul():
         GenerationSpec(cap_prompt="a\x00b")
     with pytest.raises(SpecError, match="cap_prompt"):
         GenerationSpec(cap_prompt="x" * 201)
+
+
+def test_late_fields_at_their_default_keep_old_hashes():
+    """A spec stored before view_augment existed (no such key) hashes as it did; setting the new
+    field away from its default changes the hash."""
+    old = {k: v for k, v in GenerationSpec().to_dict().items() if k != "view_augment"}
+    old_hash = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert GenerationSpec.from_dict(old).spec_hash() == old_hash == GenerationSpec().spec_hash()
+    assert GenerationSpec(view_augment="affine_perspective").spec_hash() != old_hash
