@@ -163,6 +163,8 @@ class Guide:
         self.views, self.view_generators, self.range_weight = views, view_generators, range_weight
         self.autocast_dtype = autocast_dtype
         self.last = GuideStats()
+        # Per step, per image: range excess of the unclipped x̂0, the pilot's over-guidance signal.
+        self.range_excess_history: list[Tensor] = []
         if views > 1 and (view_generators is None):
             raise ValueError("views > 1 needs one view generator per image")
 
@@ -219,6 +221,7 @@ class Guide:
             c = x.shape[1]
             # Unclipped x̂0 (clip_denoised=False in both reference codes' guidance branch).
             x0 = d.predict_xstart(x_in, i, model_output[:, :c])
+            self.range_excess_history.append(range_loss(x0.detach()).float().cpu())
             guided = x0
             if self.guided_image == "blend":
                 fac = math.sqrt(1.0 - float(d.alphas_cumprod[i]))

@@ -329,3 +329,6 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"vote {self.criterion}={self.choice}"
+
+# Calibration pilots (their own module; imported here so Django registers them).
+from studyapp.models_pilot import Pilot, PilotRound  # noqa: E402,F401
