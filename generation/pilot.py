@@ -89,6 +89,10 @@ class ScaleSummary:
     over_guided: bool
     own_score: float | None = None
 
+    @property
+    def label(self) -> str:
+        return f"{self.scale:g}"
+
 
 @dataclass
 class ObjectiveSummary:
@@ -97,6 +101,10 @@ class ObjectiveSummary:
     suggested: float | None = None
     all_flagged: bool = False
     reason: str = ""
+
+    @property
+    def suggested_label(self) -> str:
+        return "" if self.suggested is None else f"{self.suggested:g}"
 
 
 def analyse(cells: list[Cell], *, limit: float = HF_RATIO_LIMIT) -> dict[str, ObjectiveSummary]:

@@ -41,6 +41,10 @@ class PilotView:
     suggestion: dict | None  # the generation config with the suggested scales, once all renders are done
     hf_limit: float = HF_RATIO_LIMIT
 
+    @property
+    def scale_labels(self) -> list[tuple[float, str]]:
+        return [(s, f"{s:g}") for s in self.scales]
+
 
 def pilot_view(pilot: Pilot) -> PilotView:
     scale_of = {pr.round_id: pr.scale for pr in pilot.scale_rounds.all()}
