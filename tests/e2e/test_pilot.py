@@ -109,3 +109,36 @@ def test_pilot_create_refuses_bad_input_and_the_page_needs_staff(staff_client):
     assert client.post(f"/research/pilots/{pilot.pk}/launch/").status_code == 302
     assert staff_client.get("/research/pilots/").status_code == 200
     assert staff_client.get("/research/pilots/999999/").status_code == 404
+
+
+def test_pilot_command_create_minimal_and_junk(tmp_path):
+    from django.core.management import CommandError, call_command
+
+    builtin_prompt_sets_load()
+    call_command("pilot", "create", "minimal", "--prompt-set", "toyworld", "--objectives", "ITC,CAP", "--preset", "toy")
+    pilot = Pilot.objects.get(name="minimal")
+    assert pilot.config["scales"] == [0.0, 0.01, 0.0316, 0.1, 0.316, 1.0, 3.16, 10.0]  # default log sweep
+    assert pilot.scale_rounds.count() == 8
+    for args, message in (
+        (["--scales", "0,x"], "scales:"),
+        (["--scales", "0.1,1"], "must include 0"),
+        (["--log-scales", "1", "0.1", "3"], "low <= high"),
+        (["--objectives", "ITC"], "at least two"),
+        (["--set", "respacing=\"1\""], "respacing"),
+        (["--preset", "x\x00y"], "preset"),
+    ):
+        argv = ["pilot", "create", "junk", "--prompt-set", "toyworld", "--objectives", "ITC,CAP", "--preset", "toy"]
+        for i in range(0, len(args), 2):
+            flag = args[i]
+            if flag in argv:
+                argv[argv.index(flag) + 1] = args[i + 1]
+            else:
+                argv += args[i:]
+                break
+        with pytest.raises(CommandError, match=message):
+            call_command(*argv)
+    assert not Pilot.objects.filter(name="junk").exists()
+    with pytest.raises(CommandError, match="no pilot with id"):
+        call_command("pilot", "suggest", "999999")
+    with pytest.raises(CommandError, match="0 of 128 images rendered"):
+        call_command("pilot", "suggest", str(pilot.pk), "--out", str(tmp_path / "x.json"))
