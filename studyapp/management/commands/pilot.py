@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from generation.pilot import log_spaced_scales
+from generation.presets import spec_from_config
+from generation.spec import SpecError
 from studyapp.exceptions import StudyError
 from studyapp.models_pilot import Pilot
 from studyapp.selectors_pilot import pilot_view
@@ -35,7 +37,8 @@ class Command(BaseCommand):
         scales = c.add_mutually_exclusive_group()
         scales.add_argument("--scales", help="comma-separated, must include 0 (the unguided anchor)")
         scales.add_argument("--log-scales", nargs=3, metavar=("LOW", "HIGH", "COUNT"),
-                            help="0 plus COUNT log-spaced scales from LOW to HIGH (default 0.01 10 7)")
+                            help="0 plus COUNT log-spaced scales from LOW to HIGH (default: 7 scales from 1/100 "
+                                 "to 10 times the preset's own ITC scale)")
         c.add_argument("--preset", default="paper", help="generation preset (default: paper)")
         c.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override a generation field")
         c.add_argument("--seeds", type=int, default=2)
@@ -56,14 +59,6 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
 
     def _create(self, o):
-        try:
-            if o["scales"]:
-                scales = [float(x) for x in o["scales"].split(",")]
-            else:
-                low, high, count = o["log_scales"] or ("0.01", "10", "7")
-                scales = log_spaced_scales(float(low), float(high), int(count))
-        except ValueError as exc:
-            raise CommandError(f"scales: {exc}") from None
         generation = {"preset": o["preset"]}
         for item in o["set"]:
             field, _, raw = item.partition("=")
@@ -71,6 +66,20 @@ class Command(BaseCommand):
                 generation[field] = json.loads(raw)
             except json.JSONDecodeError:
                 generation[field] = raw
+        try:
+            if o["scales"]:
+                scales = [float(x) for x in o["scales"].split(",")]
+            elif o["log_scales"]:
+                low, high, count = o["log_scales"]
+                scales = log_spaced_scales(float(low), float(high), int(count))
+            else:  # around the preset's own guess: paper 100 -> 1..1000, toy 0.1 -> 0.001..1
+                try:
+                    base = spec_from_config(generation).scale_itc or 1.0
+                except SpecError:
+                    base = 1.0  # the service reports the spec's problems
+                scales = log_spaced_scales(base / 100, base * 10, 7)
+        except ValueError as exc:
+            raise CommandError(f"scales: {exc}") from None
         pilot = pilot_services.pilot_create(
             name=o["name"], prompt_set=o["prompt_set"], generation=generation,
             objectives=[x.strip() for x in o["objectives"].split(",") if x.strip()], scales=scales,
