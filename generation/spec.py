@@ -86,7 +86,7 @@ class GenerationSpec:
     guided_image: str = "x0"
     views: int = 1
     range_loss_weight: float = 0.0
-    blip_image_size: int = 384
+    blip_image_size: int = 224  # the pretrain checkpoints' training point (pos_embed 1x197x768)
     precision: str = "fp32"
     batch_size: int = 4
     view_augment: str = "crop_flip"

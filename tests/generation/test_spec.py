@@ -150,3 +150,15 @@ def test_late_fields_at_their_default_keep_old_hashes():
     old_hash = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert GenerationSpec.from_dict(old).spec_hash() == old_hash == GenerationSpec().spec_hash()
     assert GenerationSpec(view_augment="affine_perspective").spec_hash() != old_hash
+
+
+def test_default_blip_size_is_the_pretrain_checkpoints_training_resolution():
+    """Evidence from the checkpoint itself: the listing's visual_encoder.pos_embed is 1x197x768,
+    i.e. 196 = 14x14 patches of 16 px plus CLS -> 224 px."""
+    from generation.checkpoints import read_keys_tsv
+    from generation.weights import KEYS_DIR
+
+    shape = read_keys_tsv(KEYS_DIR / "blip_pretrain_base.keys.tsv")["visual_encoder.pos_embed"]
+    assert shape == (1, 197, 768)
+    side = int((shape[1] - 1) ** 0.5) * 16
+    assert GenerationSpec().blip_image_size == side == 224
