@@ -1,6 +1,7 @@
 """Command line: ``python -m generation {render,fetch-weights,verify-weights}``.
 
-    python -m generation render --prompt "a red bus" --objective SHIFT --seed 0 --out DIR [--weights DIR | --tiny]
+    python -m generation render --prompt "a red bus" --objective SHIFT --seed 0 --out DIR [--preset NAME] [--weights DIR | --tiny]
+    python -m generation presets
     python -m generation fetch-weights [--dir DIR] [NAME ...]
     python -m generation verify-weights FILE [--kind unet|blip|vocab]
 """
@@ -26,7 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     src = r.add_mutually_exclusive_group()
     src.add_argument("--weights", help="directory with the checkpoints (default: $WEIGHTS_DIR)")
     src.add_argument("--tiny", action="store_true", help="random tiny models, no files (for trying the pipeline)")
-    r.add_argument("--spec", help="JSON file with GenerationSpec fields (overrides the defaults)")
+    r.add_argument("--preset", default=None,
+                   help="named settings (see `python -m generation presets`); default: the spec file's "
+                        "\"preset\", else 'tiny' with --tiny, else 'paper'")
+    r.add_argument("--spec", help="JSON file with GenerationSpec fields, optionally {\"preset\": NAME, ...overrides}")
     r.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override one spec field, e.g. --set respacing='\"250\"' --set scale_shift=0.5")
     r.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -40,28 +44,49 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--as", dest="as_name", help="registry name to check against when the file was renamed")
     v.add_argument("--no-size", action="store_true", help="skip the size check")
     sub.add_parser("list-weights", help="show the registry")
+    sub.add_parser("presets", help="list the named presets and their settings")
     return p
 
 
 def _spec(args):
-    from generation.spec import GenerationSpec, SpecError
+    from generation.presets import PRESETS, spec_from_config
+    from generation.spec import SpecError
 
     fields: dict = {}
     if args.spec:
-        fields.update(json.loads(Path(args.spec).read_text()))
+        try:
+            fields.update(_json_object(Path(args.spec).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise SystemExit(f"error: --spec {args.spec}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"error: --spec {args.spec}: cannot read it ({exc})") from None
+        except ValueError as exc:
+            raise SystemExit(f"error: --spec {args.spec}: {exc}") from None
     for item in args.set:
         name, _, raw = item.partition("=")
         try:
             fields[name] = json.loads(raw)
         except json.JSONDecodeError:
             fields[name] = raw  # bare strings: --set sampler=ddim
-    if args.tiny:
-        base = GenerationSpec.tiny().to_dict()
-        fields = {**base, **fields}
+    preset = args.preset or fields.pop("preset", None) or ("tiny" if args.tiny else "paper")
+    fields.pop("preset", None)
+    if args.tiny and preset != "tiny" and preset in PRESETS:
+        raise SystemExit(f"error: --tiny renders the 'tiny' preset's random models, not preset {preset!r}; drop one of them")
     try:
-        return GenerationSpec.from_dict(fields)
+        return spec_from_config({"preset": preset, **fields})
     except SpecError as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _json_object(text: str) -> dict:
+    """The spec file's JSON object; ValueError with the line and column of a syntax error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"must hold a JSON object of spec fields, not {type(value).__name__}")
+    return value
 
 
 def _render(args) -> int:
@@ -137,9 +162,20 @@ def _list(args) -> int:
     return 0
 
 
+def _presets(args) -> int:
+    from generation.presets import PRESETS, spec_from_config
+
+    for p in PRESETS.values():
+        print(json.dumps({"name": p.name, "label": p.label, "description": p.description,
+                          "spec": spec_from_config({"preset": p.name}).to_dict()}, sort_keys=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"render": _render, "fetch-weights": _fetch, "verify-weights": _verify, "list-weights": _list}[args.command](args)
+    commands = {"render": _render, "fetch-weights": _fetch, "verify-weights": _verify, "list-weights": _list,
+                "presets": _presets}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -598,7 +598,7 @@ def prepare_pretrain_state_dict(state_dict: Mapping[str, Tensor], config: BlipCo
 def load_blip(
     path_or_state_dict: str | os.PathLike | Mapping[str, Tensor],
     vocab_file: str | os.PathLike,
-    image_size: int = 384,
+    image_size: int = 224,  # the pretrain checkpoints' training resolution (pos_embed 1x197x768)
     **cfg_overrides,
 ) -> BlipScorer:
     """Load a BLIP pretrain checkpoint strictly as a :class:`BlipScorer` (eval mode, frozen weights).

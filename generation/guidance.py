@@ -6,9 +6,14 @@ per step, once without grad in the sampler and once with grad in ``cond_fn``.
 
 The gradient is assembled in two stages so that loss normalisation costs no extra UNet pass:
 
-1. per loss term, ``∂L_j/∂x_in`` with respect to the guided image (backward through BLIP only);
-   with ``normalization="grad"`` each is divided by its per-sample RMS, then weighted and summed;
-2. one vector-Jacobian product of that image-space gradient through x̂0(x_t), i.e. one UNet
+1. per loss term, ``∂L_j/∂x_in`` with respect to the guided image (backward through BLIP only),
+   weighted and summed; ``normalization``: ``"none"`` (the losses as they are: Blended Diffusion,
+   BLIP's own losses), ``"unit"`` (each term to unit RMS per sample, mixed by weight, then the mix
+   to unit RMS: every objective pushes equally hard at one scale), ``"grad"`` (each term to unit
+   RMS, mixed by weight; kept for old rounds: a 50/50 mix of two unit directions pushes only
+   0.5·sqrt(2+2cos) as hard as one objective);
+2. one vector-Jacobian product of that image-space gradient, plus the range loss on the pure x̂0
+   (as Blended Diffusion applies it, whatever image BLIP sees), through x̂0(x_t): one UNet
    backward.
 
 The result is ``g = -scale * ∂L/∂x_t``, the already-scaled ascent direction that
@@ -29,6 +34,7 @@ from generation.diffusion import Diffusion
 from generation.objectives import blip_losses, term_weights
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
+NORMALIZATIONS = ("none", "unit", "grad")
 
 
 def range_loss(images: Tensor) -> Tensor:
@@ -36,12 +42,54 @@ def range_loss(images: Tensor) -> Tensor:
     return (images - images.clamp(-1, 1)).pow(2).flatten(1).mean(1)
 
 
-def augmented_views(images: Tensor, num_views: int, size: int, generators: list[torch.Generator]) -> Tensor:
+VIEW_AUGMENTS = ("crop_flip", "affine_perspective")
+
+
+def _homography(src: Tensor, dst: Tensor) -> Tensor:
+    """3x3 matrix H (float64) with H·src_k ∝ dst_k for four point pairs ``(4, 2)``."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(src.tolist(), dst.tolist()):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    h = torch.linalg.solve(torch.tensor(rows, dtype=torch.float64), torch.tensor(rhs, dtype=torch.float64))
+    return torch.cat([h, torch.ones(1, dtype=torch.float64)]).view(3, 3)
+
+
+def affine_perspective_view(img: Tensor, u: list[float]) -> Tensor:
+    """One view in the manner of Blended Diffusion's kornia augmentations: with probability 0.7 a
+    random affine map (rotation within ±15°, translation within ±10% of the side, border padding),
+    then with probability 0.7 a random perspective (each corner moved inward by up to 0.7 of half the
+    side). ``u``: 9 uniform numbers in [0, 1). Differentiable in ``img`` (one ``grid_sample``)."""
+    # Output pixel (normalised coords) -> input pixel: compose the inverse maps.
+    m = torch.eye(3, dtype=torch.float64)
+    if u[0] < 0.7:
+        angle = math.radians(-15 + 30 * u[1])
+        tx, ty = (-0.1 + 0.2 * u[2]) * 2, (-0.1 + 0.2 * u[3]) * 2  # normalised coordinates span 2
+        c, s_ = math.cos(angle), math.sin(angle)
+        forward = torch.tensor([[c, -s_, tx], [s_, c, ty], [0, 0, 1]], dtype=torch.float64)
+        m = torch.linalg.inv(forward) @ m
+    if u[4] < 0.7:
+        corners = torch.tensor([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=torch.float64)
+        inward = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float64)
+        moved = corners + inward * 0.7 * torch.tensor(u[5:9], dtype=torch.float64).view(4, 1)
+        m = _homography(moved, corners) @ m  # output corners are the moved ones: inverse maps them back
+    _, _, h, w = img.shape
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, dtype=torch.float64), torch.linspace(-1, 1, w, dtype=torch.float64), indexing="ij")
+    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ m.T
+    grid = (pts[..., :2] / pts[..., 2:]).to(img.dtype).to(img.device).expand(img.shape[0], -1, -1, -1)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def augmented_views(images: Tensor, num_views: int, size: int, generators: list[torch.Generator],
+                    augment: str = "crop_flip") -> Tensor:
     """``(B * K, 3, size, size)`` views, image-major: the un-augmented image, then random crops/flips.
 
-    A crop covers 70-100% of the side at a uniform offset, half of them mirrored; each image
-    draws from its own CPU generator, so views do not depend on the batch or the objective.
+    ``"crop_flip"``: a crop covers 70-100% of the side at a uniform offset, half of them mirrored;
+    ``"affine_perspective"``: :func:`affine_perspective_view`. Each image draws from its own CPU
+    generator, so views do not depend on the batch or the objective.
     """
+    if augment not in VIEW_AUGMENTS:
+        raise ValueError(f"augment must be one of {VIEW_AUGMENTS}, not {augment!r}")
     b, _, h, w = images.shape
     resize = lambda x: F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)  # noqa: E731
     views = []
@@ -49,6 +97,9 @@ def augmented_views(images: Tensor, num_views: int, size: int, generators: list[
         img = images[n : n + 1]
         views.append(resize(img))
         for _ in range(num_views - 1):
+            if augment == "affine_perspective":
+                views.append(resize(affine_perspective_view(img, torch.rand(9, generator=generators[n]).tolist())))
+                continue
             u = torch.rand(4, generator=generators[n]).tolist()
             side = max(1, round(min(h, w) * (0.7 + 0.3 * u[0])))
             top, left = int(u[1] * (h - side + 1)), int(u[2] * (w - side + 1))
@@ -57,6 +108,12 @@ def augmented_views(images: Tensor, num_views: int, size: int, generators: list[
                 crop = crop.flip(-1)
             views.append(resize(crop))
     return torch.cat(views)
+
+
+def _unit_rms(g: Tensor) -> Tensor:
+    """``g`` divided by its RMS per sample (a zero gradient stays zero)."""
+    rms = g.pow(2).flatten(1).mean(1).sqrt().view(-1, *([1] * (g.ndim - 1)))
+    return g / (rms + 1e-12)
 
 
 @dataclass
@@ -76,9 +133,12 @@ class Guide:
     scorer: a ``BlipScorer``; ``text`` its ``TextBatch`` for the B prompts.
     objective, scale: which loss and its guidance scale (``scale=0`` leaves sampling unchanged).
     guided_image: ``"x0"`` (pure x̂0) or ``"blend"`` (x̂0·fac + x_t·(1−fac), fac = √(1−ᾱ_t)).
-    normalization: ``"grad"`` (each term's image gradient to unit RMS per sample) or ``"none"``.
-    views, view_generators: augmented views per image (1 = none) and one CPU generator per image.
-    range_weight: weight of :func:`range_loss` on the guided image (added after normalisation).
+    normalization: ``"none"``, ``"unit"`` or ``"grad"`` (see the module docstring).
+    views, view_generators: augmented views per image (1 = none) and one CPU generator per image;
+        ``view_augment`` one of :data:`VIEW_AUGMENTS`.
+    range_weight: weight of :func:`range_loss` on the pure x̂0, not multiplied by ``scale`` (as
+        Blended Diffusion's ``range_lambda`` is independent of ``clip_guidance_lambda``); at
+        ``scale=0`` there is no guidance at all, range loss included (the pilot's unguided anchor).
     autocast_dtype: ``torch.bfloat16`` to run BLIP under autocast, or ``None``.
     """
 
@@ -87,10 +147,13 @@ class Guide:
         itc_loss: str = "cos", label_smoothing: float = 0.0, normalization: str = "grad",
         blend_weights: tuple[float, float] = (0.5, 0.5), guided_image: str = "x0", views: int = 1,
         view_generators: list[torch.Generator] | None = None, range_weight: float = 0.0,
-        autocast_dtype: torch.dtype | None = None,
+        autocast_dtype: torch.dtype | None = None, view_augment: str = "crop_flip",
     ):
-        if normalization not in ("grad", "none"):
-            raise ValueError(f"normalization must be 'grad' or 'none', not {normalization!r}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
+        if view_augment not in VIEW_AUGMENTS:
+            raise ValueError(f"view_augment must be one of {VIEW_AUGMENTS}, not {view_augment!r}")
+        self.view_augment = view_augment
         if guided_image not in ("x0", "blend"):
             raise ValueError(f"guided_image must be 'x0' or 'blend', not {guided_image!r}")
         self.diffusion, self.denoiser, self.scorer, self.text = diffusion, denoiser, scorer, text
@@ -100,6 +163,8 @@ class Guide:
         self.views, self.view_generators, self.range_weight = views, view_generators, range_weight
         self.autocast_dtype = autocast_dtype
         self.last = GuideStats()
+        # Per step, per image: range excess of the unclipped x̂0, the pilot's over-guidance signal.
+        self.range_excess_history: list[Tensor] = []
         if views > 1 and (view_generators is None):
             raise ValueError("views > 1 needs one view generator per image")
 
@@ -113,7 +178,7 @@ class Guide:
         with torch.enable_grad():
             if weights:
                 size = self.scorer.config.image_size
-                x = augmented_views(leaf, self.views, size, self.view_generators) if self.views > 1 else leaf
+                x = augmented_views(leaf, self.views, size, self.view_generators, self.view_augment) if self.views > 1 else leaf
                 with torch.autocast(leaf.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
                     emb = self.scorer.image_embeds(x)
                     losses = blip_losses(self.scorer, emb, self.text_for(b), set(weights), itc_loss=self.itc_loss, label_smoothing=self.label_smoothing)
@@ -127,10 +192,9 @@ class Guide:
                     terms = list(weights)
                     for idx, j in enumerate(terms):
                         g = torch.autograd.grad(losses[j].sum(), leaf, retain_graph=idx < len(terms) - 1)[0]
-                        rms = g.pow(2).flatten(1).mean(1).sqrt().view(b, 1, 1, 1)
-                        grad = grad + weights[j] * g / (rms + 1e-12)
-            if self.range_weight:
-                grad = grad + torch.autograd.grad(self.range_weight * range_loss(leaf).sum(), leaf)[0]
+                        grad = grad + weights[j] * _unit_rms(g)
+                    if self.normalization == "unit":
+                        grad = _unit_rms(grad)
         return grad
 
     def text_for(self, batch: int):
@@ -156,12 +220,18 @@ class Guide:
             model_output = self.denoiser(x_in, d.model_timestep(i, x.shape[0], x.device))
             c = x.shape[1]
             # Unclipped x̂0 (clip_denoised=False in both reference codes' guidance branch).
-            guided = d.predict_xstart(x_in, i, model_output[:, :c])
+            x0 = d.predict_xstart(x_in, i, model_output[:, :c])
+            self.range_excess_history.append(range_loss(x0.detach()).float().cpu())
+            guided = x0
             if self.guided_image == "blend":
                 fac = math.sqrt(1.0 - float(d.alphas_cumprod[i]))
-                guided = guided * fac + x_in * (1 - fac)
+                guided = x0 * fac + x_in * (1 - fac)
             g_img = self.image_gradient(guided, k)
-            g_x = torch.autograd.grad(guided, x_in, grad_outputs=g_img)[0]
-        grad = -self.scale * g_x
+            # <guided, g_img> has the gradient g_img w.r.t. the guided image: one backward carries
+            # the BLIP gradient and the range loss on x̂0 through the UNet together.
+            surrogate = self.scale * (guided * g_img).sum()
+            if self.range_weight and self.scale:
+                surrogate = surrogate + self.range_weight * range_loss(x0).sum()
+            grad = -torch.autograd.grad(surrogate, x_in)[0]
         self.last.grad_rms = float(grad.pow(2).mean().sqrt())
         return model_output.detach(), grad

@@ -204,7 +204,7 @@ def _render_chunk(models, spec, diffusion, objective, prompts, seeds, round_seed
         itc_loss=spec.itc_loss, label_smoothing=spec.cap_label_smoothing, normalization=spec.normalization,
         blend_weights=(spec.blend_weight_itc, spec.blend_weight_cap), guided_image=spec.guided_image,
         views=spec.views, view_generators=view_gens, range_weight=spec.range_loss_weight,
-        autocast_dtype=torch.bfloat16 if spec.precision == "bf16" else None,
+        autocast_dtype=torch.bfloat16 if spec.precision == "bf16" else None, view_augment=spec.view_augment,
     )
     _sync(device)
     t0 = time.perf_counter()
@@ -225,16 +225,33 @@ def _render_chunk(models, spec, diffusion, objective, prompts, seeds, round_seed
         "seconds_total_batch": t2 - t0, "sampling_seconds_batch": t1 - t0, "seconds_per_step": (t1 - t0) / steps,
         "seconds_per_image": (t1 - t0) / b, "scoring_seconds_batch": t2 - t1, "batch_size": b, "steps": steps,
     }
+    excess = torch.stack(guide.range_excess_history)  # (steps, B)
     out = []
     for n in range(b):
         s = {k: float(v[n]) for k, v in scores.items()}
+        diagnostics = {
+            # Mean over the steps of the squared excess of the unclipped x̂0 beyond [-1, 1] (range
+            # loss), and over the last 20% of steps: over-guidance pushes x̂0 out of range.
+            "x0_range_excess_mean": float(excess[:, n].mean()),
+            "x0_range_excess_late": float(excess[-max(1, steps // 5):, n].mean()),
+            "high_frequency_energy": high_frequency_energy(pixels[n]),
+        }
         prov = {
             "spec_hash": spec.spec_hash(), "spec": spec.to_dict(), "objective": objective, "prompt": prompts[n],
             "seed": int(seeds[n]), "round_seed": int(round_seed), "noise_seed": nseeds[n],
             "checkpoints": dict(models.checkpoints), **env, "timings": dict(timings), "scores": s,
+            "diagnostics": diagnostics,
         }
         out.append(RenderResult(pixels[n], s, prov))
     return out
+
+
+def high_frequency_energy(image: np.ndarray) -> float:
+    """Mean squared 4-neighbour Laplacian of the luminance in [0, 1] of a ``(H, W, 3)`` uint8 image:
+    the energy of pixel-scale detail, which adversarial guidance patterns raise."""
+    g = image.astype(np.float64).mean(-1) / 255.0
+    lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    return float((lap**2).mean())
 
 
 def _sync(device: torch.device) -> None:

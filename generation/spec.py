@@ -29,10 +29,24 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sampler": ("ddpm", "ddim"),
     "itc_loss": ("cos", "cos_temp"),
     "itm_first_token": ("[ENC]", "[CLS]"),
-    "normalization": ("grad", "none"),
+    "normalization": ("grad", "none", "unit"),
+    "view_augment": ("crop_flip", "affine_perspective"),
     "guided_image": ("x0", "blend"),
     "precision": ("fp32", "bf16"),
 }
+
+
+# Fields added after specs were first stored, with the default that leaves them out of the hash.
+LATE_FIELDS: dict[str, Any] = {"view_augment": "crop_flip"}
+
+# Upper bounds: values past them are typos (10**12 images per batch) that would fail late and
+# expensively on a GPU worker rather than at the form.
+MAX_BATCH_SIZE = 256
+MAX_VIEWS = 64
+MAX_BLIP_IMAGE_SIZE = 1024
+MAX_SCALE = 1e6
+# A single sampling step is x̂0 of pure noise, never an image; fewer than this is refused.
+MIN_STEPS = 2
 
 
 class SpecError(ValueError):
@@ -72,17 +86,29 @@ class GenerationSpec:
     guided_image: str = "x0"
     views: int = 1
     range_loss_weight: float = 0.0
-    blip_image_size: int = 384
+    blip_image_size: int = 224  # the pretrain checkpoints' training point (pos_embed 1x197x768)
     precision: str = "fp32"
     batch_size: int = 4
+    view_augment: str = "crop_flip"
 
     def __post_init__(self):
         # GenerationSpec(eta=0) and from_dict({"eta": 0.0}) must hash alike.
+        problems = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
-        problems = _problems(dataclasses.asdict(self))
+            elif f.type == "int" and isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, f.name, int(value))
+            # The constructor checks types as strictly as from_dict: clip_denoised="yes" is
+            # truthy and would render, with a hash no JSON config can reproduce.
+            _, problem = _coerce(f.name, f.type, getattr(self, f.name))
+            if problem:
+                problems.append(problem)
+        if isinstance(self.respacing, str):
+            object.__setattr__(self, "respacing", normalise_respacing(self.respacing))
+        typed = {p.split(":")[0] for p in problems}
+        problems += [p for p in _problems(dataclasses.asdict(self)) if p.split(":")[0] not in typed]
         if problems:
             raise SpecError(problems)
 
@@ -129,11 +155,27 @@ class GenerationSpec:
         return cls(**values)
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        """Sorted keys, no spaces; a field added after rounds were stored enters only when set away
+        from its default, so every spec written before it keeps its hash."""
+        d = {k: v for k, v in self.to_dict().items() if not (k in LATE_FIELDS and v == LATE_FIELDS[k])}
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     def spec_hash(self) -> str:
         """sha256 hex of the canonical JSON (sorted keys, no spaces, floats as floats)."""
         return hashlib.sha256(self.canonical_json().encode("ascii")).hexdigest()
+
+
+def normalise_respacing(value: str) -> str:
+    """One spelling per schedule, so one hash: ``" 100"``, ``"0100"`` -> ``"100"``; ``"DDIM 50"`` ->
+    ``"ddim50"``; ``"10, 20"`` -> ``"10,20"``. Anything unparseable is returned unchanged (the
+    validation then names it)."""
+    text = "".join(value.split()).lower()
+    try:
+        if text.startswith("ddim"):
+            return f"ddim{int(text[4:])}"
+        return ",".join(str(int(part)) for part in text.split(","))
+    except ValueError:
+        return value
 
 
 def _coerce(name: str, typ: str, value: Any) -> tuple[Any, str | None]:
@@ -171,10 +213,17 @@ def _problems(v: dict[str, Any]) -> list[str]:
         out.append(f"eta: must be in [0, 1], got {v['eta']!r}")
     if isinstance(v["cap_label_smoothing"], (int, float)) and v["cap_label_smoothing"] >= 1:
         out.append(f"cap_label_smoothing: must be in [0, 1), got {v['cap_label_smoothing']!r}")
-    for name, lo in (("views", 1), ("batch_size", 1), ("blip_image_size", 16)):
+    for name in ("scale_itc", "scale_itm", "scale_cap", "scale_shift", "scale_blend"):
         x = v[name]
-        if isinstance(x, bool) or not isinstance(x, int) or x < lo:
-            out.append(f"{name}: must be an integer >= {lo}, got {x!r}")
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > MAX_SCALE:
+            out.append(f"{name}: at most {MAX_SCALE:g}, got {x!r}")
+    if all(isinstance(v[n], (int, float)) and not isinstance(v[n], bool) for n in ("blend_weight_itc", "blend_weight_cap")):
+        if v["blend_weight_itc"] == 0 and v["blend_weight_cap"] == 0:
+            out.append("blend_weight_itc, blend_weight_cap: both 0 would render BLEND unguided; give at least one a positive weight")
+    for name, lo, hi in (("views", 1, MAX_VIEWS), ("batch_size", 1, MAX_BATCH_SIZE), ("blip_image_size", 16, MAX_BLIP_IMAGE_SIZE)):
+        x = v[name]
+        if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
+            out.append(f"{name}: must be an integer from {lo} to {hi}, got {x!r}")
     size = v["blip_image_size"]
     if isinstance(size, int) and not isinstance(size, bool) and size % 16 and v["blip"] != "tiny":
         out.append(f"blip_image_size: must be a multiple of 16 (BLIP's patch size), got {size}")
@@ -184,11 +233,17 @@ def _problems(v: dict[str, Any]) -> list[str]:
         out.append(f"blip_image_size: the tiny BLIP needs a multiple of 8, got {size}")
     if not isinstance(v["cap_prompt"], str):
         out.append("cap_prompt: must be a string")
+    elif "\x00" in v["cap_prompt"] or len(v["cap_prompt"]) > 200:
+        out.append("cap_prompt: at most 200 characters, no NUL")
     if isinstance(v["respacing"], str):
         try:
-            space_timesteps(1000, v["respacing"])
+            steps = len(space_timesteps(1000, normalise_respacing(v["respacing"])))
         except ValueError as exc:
             out.append(f"respacing: {exc}")
+        else:
+            if steps < MIN_STEPS:
+                out.append(f"respacing: {v['respacing']!r} gives {steps} sampling step(s); at least {MIN_STEPS} "
+                           f"are needed (one step returns x̂0 of pure noise); the paper's setting is '100'")
     else:
         out.append(f"respacing: must be a string like '100' or 'ddim50', got {v['respacing']!r}")
     return out

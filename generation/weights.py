@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -95,6 +98,44 @@ def compare_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[
         raise CheckpointError(" ".join([f"{what}: keys do not match the listing.", *problems]))
 
 
+# The first bytes of a legacy (pre-1.6, ``_use_new_zipfile_serialization=False``) torch.save file:
+# pickle protocol 2 and torch's magic number 0x1950a86a20f9469cfc6c as a pickled long.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def file_format(path: str | os.PathLike) -> str:
+    """``"zip"`` (torch >= 1.6), ``"zip-truncated"`` (a zip's start without its end), ``"legacy"``
+    (pre-zip torch.save), or ``"unknown"``."""
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    if zipfile.is_zipfile(path):
+        return "zip"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip-truncated"
+    if head == _LEGACY_MAGIC:
+        return "legacy"
+    return "unknown"
+
+
+def pickled_global(exc: Exception) -> str:
+    """The class torch's safe loader refused, from its message (e.g. ``argparse.Namespace``)."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return f"the first is {match.group(1)}" if match else "a class the safe loader does not allow"
+
+
+def listing_bytes(entry: WeightFile) -> int | None:
+    """fp32 bytes of the tensors in ``entry``'s key listing: a lower bound on the file's size."""
+    if entry.keys is None:
+        return None
+    total = 0
+    for shape in read_keys_tsv(KEYS_DIR / entry.keys).values():
+        n = 1
+        for d in shape:
+            n *= d
+        total += 4 * n
+    return total
+
+
 def guess_entry(path: str | os.PathLike) -> WeightFile | None:
     return REGISTRY.get(Path(path).name)
 
@@ -131,9 +172,10 @@ def verify_file(path: str | os.PathLike, entry: WeightFile | None = None, *, che
     checks = []
     if check_size and entry.size is not None and size != entry.size:
         raise CheckpointError(f"{path}: {size} bytes, expected {entry.size}: truncated or wrong file, download it again")
-    if check_size and entry.min_size is not None and size < entry.min_size:
+    min_size = entry.min_size if entry.min_size is not None else listing_bytes(entry)
+    if check_size and min_size is not None and size < min_size:
         raise CheckpointError(
-            f"{path}: {size} bytes, but {entry.name} holds at least {entry.min_size} bytes of tensors: "
+            f"{path}: {size} bytes, but {entry.name} holds at least {min_size} bytes of tensors: "
             f"truncated or wrong file, download it again"
         )
     checks.append("size")
@@ -153,12 +195,34 @@ def verify_file(path: str | os.PathLike, entry: WeightFile | None = None, *, che
             raise CheckpointError(f"{path}: {len(lines)} lines; bert-base-uncased's vocab.txt has 30522 with [CLS]/[SEP]")
         report.update(lines=len(lines), checks=checks + ["vocab"])
         return report
+    fmt = file_format(path)
+    report["format"] = fmt
+    if fmt == "zip-truncated":
+        raise CheckpointError(
+            f"{path} is a zip archive (torch's format) whose end is missing: truncated, download it again "
+            f"(`python -m generation fetch-weights {entry.name}`)"
+        )
+    if fmt == "unknown":
+        raise CheckpointError(
+            f"{path} is neither a torch zip checkpoint nor a legacy torch.save file (it starts with "
+            f"{path.read_bytes()[:8]!r}): a wrong or corrupt file, download it again"
+        )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # Legacy (non-zip) files cannot be memory-mapped; they load whole.
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=fmt == "zip")
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} is readable but pickles Python objects besides tensors ({pickled_global(exc)}), which a safe "
+            f"load refuses; it is not corrupt. If you trust its source, load it with WEIGHTS_TRUST_PICKLE=1 "
+            f"(torch.load(..., weights_only=False) runs its pickle code), or re-save only its state dict: "
+            f"torch.save(torch.load(path, weights_only=False){'[' + repr(entry.inner_key) + ']' if entry.inner_key else ''}, path)"
+        ) from exc
     except Exception as exc:  # truncated zips and corrupt pickles raise many types
         raise CheckpointError(
             f"{path} could not be read ({type(exc).__name__}: {exc}): truncated or corrupt, download it again"
         ) from exc
+    if fmt == "legacy":
+        checks.append("legacy-format")
     checks.append("readable")
     if entry.inner_key is not None and isinstance(obj, dict) and entry.inner_key in obj:
         obj = obj[entry.inner_key]
@@ -231,8 +295,10 @@ def fetch(names: list[str] | None, directory: str | os.PathLike, *, log: Callabl
         dest = directory / name
         if dest.is_file():
             try:
-                verify_file(dest, entry) if entry.kind == "vocab" else _quick_size_check(dest, entry)
-                log(f"{name}: present, skipped")
+                # The full check (size bound, readable archive, keys and shapes): a truncated file
+                # with the right name must not pass as "present".
+                verify_file(dest, entry)
+                log(f"{name}: present and verified, skipped")
                 out.append(dest)
                 continue
             except CheckpointError as exc:
@@ -248,10 +314,3 @@ def fetch(names: list[str] | None, directory: str | os.PathLike, *, log: Callabl
         else:
             raise CheckpointError(f"could not download {name}: " + " | ".join(errors))
     return out
-
-
-def _quick_size_check(path: Path, entry: WeightFile) -> None:
-    size = path.stat().st_size
-    if (entry.size is not None and size != entry.size) or (entry.min_size is not None and size < entry.min_size):
-        raise CheckpointError(f"size {size} looks truncated")
-

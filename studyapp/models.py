@@ -355,3 +355,7 @@ class AnnotatorExclusion(models.Model):
 
     def __str__(self) -> str:
         return f"exclusion of {self.annotator} by {self.excluded_by_name}"
+
+# Calibration pilots (their own module; imported here so Django registers them).
+
+from studyapp.models_pilot import Pilot, PilotRound  # noqa: E402,F401

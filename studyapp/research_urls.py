@@ -1,5 +1,6 @@
 from django.urls import path
 
+from studyapp.views import pilot as pilot_views
 from studyapp.views import rendering, research
 from studyapp.views import results as results_views
 
@@ -24,4 +25,9 @@ urlpatterns = [
     path("prompt-sets/", research.prompt_set_list, name="prompt_set_list"),
     path("prompt-sets/import/", research.prompt_set_import_view, name="prompt_set_import"),
     path("prompt-sets/<slug:name>/", research.prompt_set_detail, name="prompt_set_detail"),
+    # Calibration pilots.
+    path("pilots/", pilot_views.pilot_list, name="pilot_list"),
+    path("pilots/<int:pilot_id>/", pilot_views.pilot_detail, name="pilot_detail"),
+    path("pilots/<int:pilot_id>/launch/", pilot_views.pilot_launch_view, name="pilot_launch"),
+    path("pilots/<int:pilot_id>/round-config.json", pilot_views.pilot_round_config_view, name="pilot_round_config"),
 ]

@@ -221,6 +221,15 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
+    # An S3-compatible bucket shared by every worker machine (AWS S3, MinIO, Ceph...); credentials
+    # come from boto3's own AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. See docs/operations.md.
+    if not env("S3_BUCKET"):
+        raise ImproperlyConfigured("STORAGE_BACKEND is S3Storage: set S3_BUCKET (and S3_ENDPOINT_URL for non-AWS).")
+    STORAGES["default"]["OPTIONS"] = {
+        "bucket_name": env("S3_BUCKET"), "endpoint_url": env("S3_ENDPOINT_URL"), "region_name": env("S3_REGION", "us-east-1"),
+        "location": env("S3_PREFIX", ""), "file_overwrite": False, "default_acl": None, "querystring_auth": True,
+    }
 
 # GENERATION
 # ------------------------------------------------------------------------------

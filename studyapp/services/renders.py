@@ -184,7 +184,7 @@ def work_units(rnd: StudyRound, renders: Iterable[Render]) -> list[WorkUnit]:
 
 def dispatch_default(units: list[WorkUnit]) -> None:
     """Send units to the broker when one is configured, else render them in a background thread."""
-    from generation import tasks
+    from studyapp import tasks
 
     if settings.CELERY_BROKER_URL:
         tasks.enqueue_units(units)

@@ -162,3 +162,68 @@ def test_one_forward_equals_the_reference_two_forward_structure(tiny_unet_model,
 
     ours = make_guide(tiny_unet_model, blip, d, "ITC", PROMPTS[:2], scale=scale, normalization="none")
     torch.testing.assert_close(run(tiny_unet_model, d, ours), run(tiny_unet_model, d, reference_guide), rtol=1e-4, atol=1e-5)
+
+
+# -- normalisation, range loss on x̂0, Blended-Diffusion-style views (issue 14 item 1) ---------
+
+
+@pytest.mark.parametrize("objective, k", [("ITC", 1), ("CAP", 1), ("ITM", 1), ("SHIFT", 2), ("BLEND", 1)])
+def test_unit_normalisation_gives_every_objective_the_same_push(tiny_unet_model, blip, objective, k):
+    d = Diffusion("5")
+    guide = make_guide(tiny_unet_model, blip, d, objective, PROMPTS[:2], normalization="unit")
+    g = guide.image_gradient(x_at(3).clamp(-1, 1), k)
+    torch.testing.assert_close(g.pow(2).flatten(1).mean(1).sqrt(), torch.ones(2), rtol=1e-4, atol=1e-4)
+
+
+def test_grad_normalisation_pushes_blend_less_than_one_objective(tiny_unet_model, blip):
+    """The flaw "unit" fixes: a 50/50 mix of two unit directions has RMS 0.5*sqrt(2 + 2cos) < 1."""
+    d = Diffusion("5")
+    img = x_at(3).clamp(-1, 1)
+    unit = {o: make_guide(tiny_unet_model, blip, d, o, PROMPTS[:2], normalization="grad").image_gradient(img, 1)
+            for o in ("ITC", "CAP", "BLEND")}
+    rms = unit["BLEND"].pow(2).flatten(1).mean(1).sqrt()
+    cos = torch.nn.functional.cosine_similarity(unit["ITC"].flatten(1), unit["CAP"].flatten(1))
+    torch.testing.assert_close(rms, 0.5 * torch.sqrt(2 + 2 * cos), rtol=1e-4, atol=1e-5)
+    assert (rms < 0.999).all()
+
+
+def test_range_loss_acts_on_pure_x0_and_ignores_scale(tiny_unet_model, blip):
+    """Blended Diffusion: range_loss(out['pred_xstart']) * range_lambda, even when CLIP sees the blend."""
+    d = Diffusion("5")
+    x, i = x_at(5) * 3, 3
+    kw = dict(guided_image="blend", normalization="none")
+    for scale in (1.0, 4.0):
+        with_range = make_guide(tiny_unet_model, blip, d, "ITC", PROMPTS[:2], scale=scale, range_weight=50.0, **kw)(x, i, 1)[1]
+        without = make_guide(tiny_unet_model, blip, d, "ITC", PROMPTS[:2], scale=scale, **kw)(x, i, 1)[1]
+        x_in = x.clone().requires_grad_(True)
+        x0 = d.predict_xstart(x_in, i, make_denoiser(tiny_unet_model, "fp32")(x_in, d.model_timestep(i, 2, "cpu"))[:, :3])
+        expected = -torch.autograd.grad(50.0 * range_loss(x0).sum(), x_in)[0]
+        assert expected.abs().max() > 0
+        torch.testing.assert_close(with_range - without, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_scale_zero_is_unguided_even_with_a_range_loss(tiny_unet_model, blip):
+    d = Diffusion("4")
+    guide = make_guide(tiny_unet_model, blip, d, "ITC", PROMPTS[:2], scale=0.0, range_weight=50.0)
+    assert torch.equal(run(tiny_unet_model, d, guide), run(tiny_unet_model, d, None))
+
+
+def test_affine_perspective_views():
+    from generation.guidance import affine_perspective_view
+
+    img = torch.linspace(-1, 1, 2 * 3 * 16 * 16).view(2, 3, 16, 16).requires_grad_(True)
+    gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    views = augmented_views(img, 4, 8, gens, "affine_perspective")
+    assert views.shape == (8, 3, 8, 8) and torch.isfinite(views).all()
+    again = augmented_views(img, 4, 8, [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)], "affine_perspective")
+    assert torch.equal(views, again)  # deterministic from the generators
+    torch.testing.assert_close(views[0], augmented_views(img[:1], 1, 8, gens[:1], "affine_perspective")[0])  # first view plain
+    assert not torch.allclose(views[1], views[0])
+    (grad,) = torch.autograd.grad(views.sum(), img)
+    assert grad.abs().sum() > 0  # differentiable: guidance flows through the augmentation
+    # Neither augmentation drawn (both probabilities missed): the identity map.
+    torch.testing.assert_close(affine_perspective_view(img.detach(), [0.9] * 9), img.detach(), rtol=0, atol=1e-5)
+    # Only the affine part, no rotation or shift (u = 0.5 centres both): the identity too.
+    torch.testing.assert_close(affine_perspective_view(img.detach(), [0.0, 0.5, 0.5, 0.5, 0.9, 0, 0, 0, 0]), img.detach(), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="augment"):
+        augmented_views(img, 2, 8, gens, "rotate")

@@ -152,3 +152,13 @@ def test_package_import_is_light_and_exposes_loaders():
     assert generation.load_blip.__module__ == "generation.blip"
     with pytest.raises(AttributeError):
         generation.render
+
+
+def test_provenance_carries_the_pilots_diagnostics(tiny_models):
+    from generation.pipeline import high_frequency_energy
+
+    spec = GenerationSpec.tiny(respacing="5", range_loss_weight=0.0)
+    (res,) = render_batch(tiny_models, spec, objective="ITC", prompts=["a red bus"], seeds=[0])
+    diag = res.provenance["diagnostics"]
+    assert diag["high_frequency_energy"] == high_frequency_energy(res.image)
+    assert diag["x0_range_excess_mean"] >= 0 and diag["x0_range_excess_late"] >= 0

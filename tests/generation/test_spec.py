@@ -24,6 +24,7 @@ def test_defaults_round_trip_through_json():
 def test_hash_is_sha256_of_canonical_json_and_order_free():
     spec = GenerationSpec.tiny(scale_shift=2.5)
     d = spec.to_dict()
+    del d["view_augment"]  # a late field at its default stays out of the canonical JSON
     expected = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert spec.spec_hash() == expected
     reversed_order = dict(reversed(list(d.items())))
@@ -75,3 +76,89 @@ def test_spec_module_does_not_import_torch():
     code = "import sys, generation.spec; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
     assert out == "False"
+
+
+# -- specs that would silently mis-render are refused (issue 14 item 7) -------------------------
+
+
+@pytest.mark.parametrize("field, value", [("clip_denoised", "yes"), ("clip_denoised", 1), ("views", "2"),
+                                          ("batch_size", True), ("eta", "0.5"), ("sampler", 3), ("cap_prompt", None)])
+def test_constructor_checks_types_like_from_dict(field, value):
+    with pytest.raises(SpecError) as err:
+        GenerationSpec(**{field: value})
+    assert [p.split(":")[0] for p in err.value.problems] == [field]
+    with pytest.raises(SpecError):
+        GenerationSpec.from_dict({field: value})
+
+
+@pytest.mark.parametrize("spelling", [" 100", "100 ", "0100", "\t100\n"])
+def test_respacing_spellings_normalise_to_one_hash(spelling):
+    spec = GenerationSpec(respacing=spelling)
+    assert spec.respacing == "100"
+    assert spec.spec_hash() == GenerationSpec(respacing="100").spec_hash()
+    assert GenerationSpec.from_dict({"respacing": spelling}).spec_hash() == GenerationSpec().spec_hash()
+
+
+def test_respacing_normalises_sections_and_ddim():
+    assert GenerationSpec(respacing="10, 20").respacing == "10,20"
+    assert GenerationSpec(respacing=" DDIM50").respacing == "ddim50"
+    assert GenerationSpec(respacing="ddim50").spec_hash() == GenerationSpec(respacing=" DDIM50").spec_hash()
+
+
+@pytest.mark.parametrize("respacing, ok", [("1", False), ("2", True), ("ddim1", False), ("ddim2", True), ("0", False)])
+def test_respacing_needs_at_least_two_steps(respacing, ok):
+    if ok:
+        assert GenerationSpec(respacing=respacing).respacing == respacing
+    else:
+        with pytest.raises(SpecError, match="respacing"):
+            GenerationSpec(respacing=respacing)
+
+
+@pytest.mark.parametrize("itc, cap, ok", [(0, 0, False), (0.0, 0.0, False), (0, 1e-9, True), (1, 0, True), (0.5, 0.5, True)])
+def test_blend_weights_cannot_both_be_zero(itc, cap, ok):
+    fields = {"blend_weight_itc": itc, "blend_weight_cap": cap}
+    if ok:
+        GenerationSpec.from_dict(fields)
+    else:
+        with pytest.raises(SpecError, match="unguided"):
+            GenerationSpec.from_dict(fields)
+
+
+@pytest.mark.parametrize("field, low, limit, step", [("batch_size", 1, 256, 1), ("views", 1, 64, 1), ("blip_image_size", 16, 1024, 16)])
+def test_integer_fields_have_upper_bounds(field, low, limit, step):
+    assert getattr(GenerationSpec.from_dict({field: limit}), field) == limit
+    for above in (limit + step, 10**12):
+        with pytest.raises(SpecError) as err:
+            GenerationSpec.from_dict({field: above})
+        assert f"{field}: must be an integer from {low} to {limit}" in str(err.value)
+
+
+def test_scales_have_an_upper_bound_and_cap_prompt_refuses_nul():
+    GenerationSpec(scale_itc=1e6)
+    with pytest.raises(SpecError, match="scale_itc: at most"):
+        GenerationSpec(scale_itc=1.5e6)
+    with pytest.raises(SpecError, match="cap_prompt"):
+        GenerationSpec(cap_prompt="a\x00b")
+    with pytest.raises(SpecError, match="cap_prompt"):
+        GenerationSpec(cap_prompt="x" * 201)
+
+
+def test_late_fields_at_their_default_keep_old_hashes():
+    """A spec stored before view_augment existed (no such key) hashes as it did; setting the new
+    field away from its default changes the hash."""
+    old = {k: v for k, v in GenerationSpec().to_dict().items() if k != "view_augment"}
+    old_hash = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert GenerationSpec.from_dict(old).spec_hash() == old_hash == GenerationSpec().spec_hash()
+    assert GenerationSpec(view_augment="affine_perspective").spec_hash() != old_hash
+
+
+def test_default_blip_size_is_the_pretrain_checkpoints_training_resolution():
+    """Evidence from the checkpoint itself: the listing's visual_encoder.pos_embed is 1x197x768,
+    i.e. 196 = 14x14 patches of 16 px plus CLS -> 224 px."""
+    from generation.checkpoints import read_keys_tsv
+    from generation.weights import KEYS_DIR
+
+    shape = read_keys_tsv(KEYS_DIR / "blip_pretrain_base.keys.tsv")["visual_encoder.pos_embed"]
+    assert shape == (1, 197, 768)
+    side = int((shape[1] - 1) ** 0.5) * 16
+    assert GenerationSpec().blip_image_size == side == 224

@@ -47,7 +47,7 @@ def cmd(django_capture_on_commit_callbacks):
 
 
 def in_process(units):
-    from generation.tasks import render_units_in_process
+    from studyapp.tasks import render_units_in_process
 
     render_units_in_process(units)
 
@@ -84,7 +84,7 @@ def test_launch_of_a_finished_round_changes_nothing(launch, tiny_round):
 
 
 def test_running_a_unit_twice_makes_no_second_image(launch, tiny_round):
-    from generation.tasks import render_chunk, render_unit
+    from studyapp.tasks import render_chunk, render_unit
 
     captured = []
     launch(round_id=tiny_round.pk, dispatch=captured.extend)
@@ -242,7 +242,7 @@ def test_demo_prepares_an_open_round_with_a_login_and_labels_tiny_weights(cmd, s
 
 
 def test_models_are_loaded_once_per_process_and_spec(settings):
-    from generation.tasks import render_chunk
+    from studyapp.tasks import render_chunk
 
     a = render_chunk.models_for(GenerationSpec.tiny(), weights_dir=None, device="cpu")
     assert render_chunk.models_for(GenerationSpec.tiny(batch_size=7), weights_dir=None, device="cpu") is not a  # other hash
@@ -251,7 +251,7 @@ def test_models_are_loaded_once_per_process_and_spec(settings):
 
 
 def test_transient_storage_error_gives_the_renders_back_for_a_celery_retry(launch, tiny_round, settings):
-    from generation.tasks import TransientStorageError, render_chunk, render_unit
+    from studyapp.tasks import TransientStorageError, render_chunk, render_unit
 
     captured = []
     launch(round_id=tiny_round.pk, dispatch=captured.extend)

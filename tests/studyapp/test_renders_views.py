@@ -76,7 +76,7 @@ def test_render_round_command_messages(rnd, capsys):
 def test_gallery_and_images_are_staff_only(rnd, staff_client, django_capture_on_commit_callbacks):
     from django.test import Client
 
-    from generation.tasks import render_units_in_process
+    from studyapp.tasks import render_units_in_process
 
     client = Client()  # anonymous (staff_client is pytest-django's logged-in client)
 
@@ -100,7 +100,7 @@ def test_cuda_out_of_memory_splits_the_batch(round_config, monkeypatch, django_c
     import torch
 
     import generation.pipeline as pipeline
-    from generation.tasks import render_units_in_process
+    from studyapp.tasks import render_units_in_process
 
     real, sizes = pipeline.render_batch, []
 
@@ -126,7 +126,7 @@ def test_cuda_out_of_memory_with_one_image_fails_with_a_message(rnd, monkeypatch
     import torch
 
     import generation.pipeline as pipeline
-    from generation.tasks import render_units_in_process
+    from studyapp.tasks import render_units_in_process
 
     def always_oom(models, spec, **kw):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")

@@ -132,7 +132,7 @@ class Command(BaseCommand):
             return
         from tqdm import tqdm
 
-        from generation.tasks import render_units_in_process
+        from studyapp.tasks import render_units_in_process
 
         Render.objects.filter(round=rnd, status=Render.Status.FAILED).update(status=Render.Status.PENDING)
         try:

@@ -35,7 +35,7 @@ class Command(BaseCommand):
         elif result.units:
             from tqdm import tqdm
 
-            from generation.tasks import render_units_in_process
+            from studyapp.tasks import render_units_in_process
 
             total = sum(len(u.render_ids) for u in result.units)
             with tqdm(total=total, unit="image", desc=f"round {round}", file=self.stderr._out) as bar:

@@ -1,4 +1,8 @@
-"""Celery render tasks: the one module that touches both Django and the torch core.
+"""Celery render tasks: the adapter between the Django app and the framework-free torch core.
+
+It lives in the app (Celery's Django convention), so nothing under ``generation/`` imports
+Django, Celery or ``studyapp``. The task's registered name stays ``generation.tasks.render_chunk``
+(where it used to live) so that messages queued before the move still find it.
 
 A task is one work unit: (round, objective, a batch of renders). It takes ids and the spec as
 JSON, never model objects, and asserts the state of the world itself (Celery "State"):
