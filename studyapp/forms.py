@@ -15,6 +15,7 @@ from django import forms
 from studyapp.exceptions import ConfigError
 from studyapp.models import PromptSet
 from studyapp.round_config import MAX_CONSENT_CHARS, MAX_NAME_CHARS, OBJECTIVES, RoundConfig
+from studyapp.stats.config import MAX_LOOKS
 
 # Form field -> where its value goes in the round config ("exclusions.x": nested).
 CONFIG_FIELDS = {
@@ -36,6 +37,10 @@ CONFIG_FIELDS = {
     "min_response_ms": "exclusions.min_response_ms",
     "max_side_rate": "exclusions.max_side_rate",
     "side_rate_min_votes": "exclusions.side_rate_min_votes",
+    "monitoring_planned_votes": "monitoring.planned_votes",
+    "monitoring_looks": "monitoring.looks",
+    "auto_close_when_decided": "auto_close.when_decided",
+    "auto_close_at_votes": "auto_close.at_votes",
     "prolific_completion_url": "prolific_completion_url",
     "consent_text": "consent_text",
 }
@@ -120,6 +125,22 @@ class RoundForm(forms.Form):
     side_rate_min_votes = forms.IntegerField(
         min_value=1, required=False, help_text="The same-side rule applies from this many votes (blank: 20)."
     )
+    monitoring_planned_votes = forms.IntegerField(
+        min_value=1, required=False, label="Planned votes per cell",
+        help_text="Votes per comparison and criterion at the last look (blank: no interim looks; one analysis "
+                  "when the round closes).",
+    )
+    monitoring_looks = forms.IntegerField(
+        min_value=1, max_value=MAX_LOOKS, required=False, label="Looks",
+        help_text="Equally spaced analyses up to the planned votes, O'Brien-Fleming-type boundaries (blank: 1).",
+    )
+    auto_close_when_decided = forms.BooleanField(
+        required=False, label="Close the round when every cell is decided (needs planned votes)",
+    )
+    auto_close_at_votes = forms.IntegerField(
+        min_value=1, required=False, label="Close at this many regular votes",
+        help_text="Closes the round automatically (blank: close it yourself).",
+    )
     prolific_completion_url = forms.CharField(
         max_length=2000, required=False, label="Prolific completion URL",
         help_text="https://app.prolific.com/submissions/complete?cc=... (blank: the platform's completion page).",
@@ -181,10 +202,13 @@ class RoundForm(forms.Form):
             value = d.get(field)
             if value is None or value == "" or (field == "objectives" and value == []):
                 continue
+            if value is False:  # an unticked box means the setting is not used
+                continue
             if field == "prompt_set":
                 value = value.name
-            if key.startswith("exclusions."):
-                config.setdefault("exclusions", {})[key.split(".", 1)[1]] = value
+            if "." in key:
+                group, sub = key.split(".", 1)
+                config.setdefault(group, {})[sub] = value
             else:
                 config[key] = value
         if d.get("no_side_rule"):

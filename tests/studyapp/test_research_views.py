@@ -161,3 +161,10 @@ def test_delete_close_and_duplicate_need_staff(client, django_user_model, round_
     client.get(f"/research/rounds/{draft.pk}/delete/")
     client.get(f"/research/rounds/{opened.pk}/close/")
     assert StudyRound.objects.filter(pk=draft.pk).exists() and StudyRound.objects.get(pk=opened.pk).status == "open"
+
+
+@pytest.mark.django_db
+def test_every_research_page_links_the_pilots(staff_client):
+    for url in ("/research/", "/research/prompt-sets/", "/research/pilots/"):
+        resp = staff_client.get(url)
+        assert resp.status_code == 200 and 'href="/research/pilots/"' in resp.content.decode(), url

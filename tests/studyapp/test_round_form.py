@@ -2,6 +2,7 @@
 every error at once, presets, the live estimate; never a 500."""
 
 import json
+import re
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_page_shows_presets_every_setting_and_the_estimate_hook(staff_client, se
     assert "Toy world" in page and "Tiny random weights" in page
     # without checkpoints: the paper preset says what happens, and the toy world is preselected
     assert "256x256_diffusion_uncond.pt" in page and "missing in WEIGHTS_DIR" in page
-    assert 'value="toy" id="id_preset_1" checked' in page.replace('type="radio" name="preset" ', '')
+    assert re.search(r'<input type="radio" name="preset" value="toy"[^>]* checked', page)
     assert "js/round_form.js" in page and "<script>" not in page and "onclick" not in page
 
 
@@ -223,3 +224,34 @@ def test_new_round_from_a_prompt_set_page_preselects_it(staff_client):
     form = staff_client.get(URL, {"prompt_set": "drawbench"}).context["form"]
     assert form.initial["prompt_set"] == "drawbench"
     assert staff_client.get(URL, {"prompt_set": "\x00" * 500}).status_code == 200
+
+
+def test_monitoring_and_auto_close_from_the_form(staff_client):
+    from studyapp.stats.config import Monitoring
+
+    rnd = created(staff_client.post(URL, {**REQUIRED, "monitoring_planned_votes": "200", "monitoring_looks": "4",
+                                          "auto_close_when_decided": "on", "auto_close_at_votes": "900"}))
+    cfg = RoundConfig.from_dict(rnd.config)
+    assert cfg.monitoring == {"planned_votes": 200, "looks": 4, "spending": Monitoring.spending}
+    assert cfg.auto_close == {"when_decided": True, "at_votes": 900}
+    # blank: no monitoring and no automatic close (an unticked box is not a setting)
+    rnd = created(staff_client.post(URL, {**REQUIRED, "name": "plain"}))
+    assert rnd.config["monitoring"] is None and rnd.config["auto_close"] is None
+
+
+@pytest.mark.parametrize("looks, ok", [("99", True), ("100", True), ("101", False)])
+def test_looks_at_below_and_above_the_maximum(staff_client, looks, ok):
+    resp = staff_client.post(URL, {**REQUIRED, "monitoring_planned_votes": "1000", "monitoring_looks": looks})
+    assert (resp.status_code == 302) is ok
+    if not ok:
+        assert "Looks" in resp.content.decode()
+
+
+@pytest.mark.parametrize("extra, field_label", [
+    ({"monitoring_looks": "5"}, "Planned votes per cell"),  # looks need the planned votes
+    ({"auto_close_when_decided": "on"}, "Close the round when every cell is decided"),  # needs monitoring
+])
+def test_monitoring_mistakes_are_listed_on_their_fields(staff_client, extra, field_label):
+    resp = staff_client.post(URL, {**REQUIRED, **extra})
+    assert resp.status_code == 200 and not StudyRound.objects.filter(name=REQUIRED["name"]).exists()
+    assert field_label in resp.content.decode()
