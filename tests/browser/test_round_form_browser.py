@@ -93,7 +93,7 @@ def test_new_round_form_estimate_and_layout(browser_page, server, size, settings
         assert cb["x"] + cb["width"] <= text["x"] + 1
         assert abs((cb["y"] + cb["height"] / 2) - (text["y"] + text["height"] / 2)) < 6
     assert "missing in WEIGHTS_DIR" in page.inner_text("#f-preset")
-    assert page.is_checked("#id_preset_1")  # toy
+    assert page.is_checked("input[name=preset][value=toy]")
     no_sideways_overflow(page)
     page.evaluate("() => window.scrollTo(0, 0)")
     shot(page, f"round_new_{size}")

@@ -318,7 +318,7 @@ def test_researchers_see_attention_qc_per_annotator(rnd, staff_client):
     expected_qc = "pass" if t.expected_side == "left" else "fail"
     assert ann.qc_status == expected_qc
     page = staff_client.get(reverse("research:round_detail", args=[rnd.pk])).content.decode()
-    assert "Participants: progress and attention checks" in page and "qcpid1" in page
+    assert "Annotators: progress and quality control" in page and "qcpid1" in page
     assert f'qc-{expected_qc}">{expected_qc}<' in page
     assert ("1/1" if expected_qc == "pass" else "0/1") in page
 

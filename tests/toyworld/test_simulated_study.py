@@ -73,7 +73,10 @@ def test_simulated_study_recovers_a_planted_preference(workers, child_env, toy_r
     rows = {(r["baseline"], r["criterion"]): r for r in summary["results"]["all"]["preference"]}
     for b in BASELINES:
         r = rows[(b, "alignment")]
-        # planted: P(SHIFT) >= PLANT on 95% of trials (5% lapses), whatever the images show
-        assert r["rate"] > 0.5 and r["ci"][0] > 0.5 and r["p_holm"] < 0.05, r
+        # 4 prompts are fewer than the clustered primary test needs (10): no verdict, and it says why
+        assert r["p_holm"] is None and not r["significant"] and "prompt" in r["primary"]["note"], r
+        # planted: P(SHIFT) >= PLANT on 95% of trials (5% lapses), whatever the images show; the
+        # secondary figures (independent votes) see it
+        assert r["rate"] > 0.5 and r["ci_wilson"][0] > 0.5 and r["p_binomial_holm"] < 0.05, r
         # and at least the planted share is consistent with the data (lapses answer at random)
-        assert r["ci"][1] >= 0.95 * PLANT + 0.05 * 0.5, r
+        assert r["ci_wilson"][1] >= 0.95 * PLANT + 0.05 * 0.5, r
