@@ -88,6 +88,10 @@ def round_delete_problem(rnd: StudyRound) -> str:
         return f"round #{rnd.pk} has {busy} render(s) queued or running: cancel the render run first, then delete"
     if rnd.annotators.exists():
         return f"round #{rnd.pk} has annotators; it cannot be deleted"
+    scale = getattr(rnd, "pilot_scale", None)
+    if scale is not None:
+        return (f"round #{rnd.pk} is the scale-{scale.scale:g} images of calibration pilot {scale.pilot.name!r}; "
+                "it is kept with the pilot, whose grid compares it with the other scales")
     return ""
 
 

@@ -112,3 +112,16 @@ def test_delete_refuses_renders_in_a_workers_hands_and_opened_rounds(round_confi
         with pytest.raises(TransitionError, match="votes are the record of the study"):
             round_delete(round_id=opened.pk)
     assert StudyRound.objects.filter(pk=opened.pk).exists()
+
+
+def test_delete_refuses_a_pilots_scale_round():
+    from studyapp.models_pilot import PilotRound
+    from studyapp.services.pilot import pilot_create
+    from studyapp.services.rounds import round_delete
+
+    pilot = pilot_create(name="calibration", prompt_set="toyworld", generation={"preset": "tiny"},
+                         objectives=["ITC", "CAP"], scales=[0, 0.1], prompt_limit=2, seeds_per_prompt=1)
+    scale_round = PilotRound.objects.get(pilot=pilot, scale=0.1).round
+    with pytest.raises(TransitionError, match="calibration pilot 'calibration'"):
+        round_delete(round_id=scale_round.pk)
+    assert PilotRound.objects.filter(pilot=pilot).count() == 2
