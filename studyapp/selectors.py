@@ -154,6 +154,7 @@ def round_estimate(
     expected_preference: float,
     tie_rate: float,
     design_effect: float,
+    looks: int = 1,
 ) -> RoundEstimate:
     """What a round would cost and whether its votes can show the expected preference.
 
@@ -188,7 +189,9 @@ def round_estimate(
     votes_per_cell = n_prompts * seeds_per_prompt * votes_per_item
     cells = len(focal_pairs) * len(Criterion.choices)
     plan = plan_verdict(votes_per_cell=votes_per_cell, expected_preference=expected_preference,
-                        n_tests=cells, tie_rate=tie_rate, design_effect=design_effect) if cells else \
+                        n_tests=cells, tie_rate=tie_rate, design_effect=design_effect,
+                        comparisons=len(focal_pairs), trials_per_annotator=regular, seeds_per_prompt=seeds_per_prompt,
+                        votes_per_item=votes_per_item, looks=looks) if cells else \
         {"ok": False, "needed": None, "enough": False,
          "message": f"nothing to plan: no comparison of {focal} with another chosen objective"}
     if plan.get("needed") and not plan["enough"] and n_prompts and seeds_per_prompt:
@@ -207,27 +210,40 @@ def round_estimate(
 
 
 def plan_verdict(*, votes_per_cell: int, expected_preference: float, n_tests: int, tie_rate: float,
-                 design_effect: float) -> dict:
+                 design_effect: float, comparisons: int = 1, trials_per_annotator: int = 60,
+                 seeds_per_prompt: int = 1, votes_per_item: int = 3, looks: int = 1) -> dict:
     """Can ``votes_per_cell`` votes per comparison and criterion detect the expected preference?
 
-    The one place the new-round form asks the planner (swap the call here for a better one).
-    Exact two-sided binomial test at 80% power, alpha 0.05 split over the family (Holm's first
-    step), votes scaled by 1 / (1 - tie rate) and the design effect."""
-    from studyapp.stats import votes_needed
+    The one place the new-round form asks the planner: ``studyapp.stats.plan_study`` (exact
+    binomial test at 80% power, alpha 0.05 split over the family by Holm's first step, votes
+    scaled by 1 / (1 - tie rate) and the design effect, inflated for the declared looks), in the
+    units a researcher budgets: votes per cell, prompts, annotators, and with interim looks the
+    expected votes to a decision."""
+    from studyapp.stats.planner import plan_study
 
     try:
-        need = votes_needed(expected_preference, power=0.8, alpha=0.05, n_tests=n_tests, tie_rate=tie_rate,
-                            design_effect=design_effect)
+        plan = plan_study(expected_preference, power=0.8, alpha=0.05, n_tests=n_tests, tie_rate=tie_rate,
+                          design_effect=design_effect, comparisons=comparisons,
+                          trials_per_annotator=max(trials_per_annotator, 1), seeds_per_prompt=seeds_per_prompt,
+                          votes_per_item=votes_per_item, looks=looks)
     except ValueError as exc:
         return {"ok": False, "needed": None, "enough": False, "message": f"no plan: {exc}"}
-    needed = need.votes_stable
+    needed = plan.planned_votes_per_cell
     enough = votes_per_cell >= needed
+    looks_note = f" over {looks} looks" if looks > 1 else ""
     if enough:
         message = (f"enough: {votes_per_cell} votes per comparison and criterion; {needed} detect a "
-                   f"{expected_preference:.0%} preference with 80% power")
+                   f"{expected_preference:.0%} preference with 80% power{looks_note}")
     else:
         message = (f"not enough: {votes_per_cell} votes per comparison and criterion, {needed} needed to detect a "
-                   f"{expected_preference:.0%} preference with 80% power ({needed - votes_per_cell} more)")
+                   f"{expected_preference:.0%} preference with 80% power{looks_note} ({needed - votes_per_cell} more)")
+    message += (f"; that study: {plan.prompts} prompts at {seeds_per_prompt} seed(s) and {votes_per_item} votes per "
+                f"item, {plan.annotators} annotators at {trials_per_annotator} trials")
+    if plan.expected_votes_h1 is not None:
+        message += (f"; expected votes per cell to a decision: {plan.expected_votes_h1:.0f} if the preference is "
+                    f"real, {plan.expected_votes_h0:.0f} if there is none")
+    for warning in plan.warnings:
+        message += f"; {warning}"
     return {"ok": True, "needed": needed, "enough": enough, "message": message,
             "power": 0.8, "alpha": 0.05, "n_tests": n_tests, "tie_rate": tie_rate, "design_effect": design_effect,
-            "expected_preference": expected_preference}
+            "expected_preference": expected_preference, "looks": looks, "plan": plan.to_dict()}

@@ -100,6 +100,7 @@ def _estimate_args(data) -> tuple[dict, list[str]]:
         "expected_preference": d.get("expected_preference") or DEFAULT_EXPECTED_PREFERENCE,
         "tie_rate": DEFAULT_TIE_RATE if d.get("expected_tie_rate") is None else d["expected_tie_rate"],
         "design_effect": d.get("design_effect") or DEFAULT_DESIGN_EFFECT,
+        "looks": d.get("monitoring_looks") or 1,
     }, []
 
 

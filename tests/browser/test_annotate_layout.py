@@ -83,6 +83,16 @@ def enter_study(page, link: str, device: str):
     page.click("#consent-yes")
     page.wait_for_url("**/instructions/")
     page.screenshot(path=str(SHOTS / f"instructions-{device}.png"), full_page=True)
+    # The instructions name the sides as the trial will (Top/Bottom on a phone), and the
+    # examples are laid out like the trial's images (stacked on a phone).
+    text = page.inner_text(".card")
+    sides = ("Top", "Bottom") if device == "phone" else ("Left", "Right")
+    hidden = ("Left", "Right") if device == "phone" else ("Top", "Bottom")
+    assert all(f"Photograph: {w}" in text or f"Text: {w}" in text for w in sides), text
+    assert not any(f"Photograph: {w}" in text or f"Text: {w}" in text for w in hidden), text
+    boxes = [page.locator(".ex-pair").first.locator(".ex-img").nth(i).bounding_box() for i in (0, 1)]
+    stacked = boxes[1]["y"] >= boxes[0]["y"] + boxes[0]["height"]
+    assert stacked is (device == "phone"), boxes
     page.click("#to-check")
     page.wait_for_url("**/check/")
     for field, value in (("q1", "b"), ("q2", "a"), ("q3", "c")):

@@ -255,3 +255,21 @@ def test_monitoring_mistakes_are_listed_on_their_fields(staff_client, extra, fie
     resp = staff_client.post(URL, {**REQUIRED, **extra})
     assert resp.status_code == 200 and not StudyRound.objects.filter(name=REQUIRED["name"]).exists()
     assert field_label in resp.content.decode()
+
+
+def test_estimate_plans_for_the_declared_looks_in_prompts_and_annotators(staff_client):
+    from studyapp.stats.planner import plan_study
+
+    base = {**REQUIRED, "prompt_limit": 50, "objectives": ["SHIFT", "ITC", "CAP", "BLEND"], "votes_per_item": 3,
+            "trials_per_annotator": 40, "attention_check_rate": 0.1, "expected_preference": 0.65,
+            "expected_tie_rate": 0.2, "design_effect": 2}
+    fixed = staff_client.get("/research/rounds/estimate.json", base).json()["plan"]
+    looked = staff_client.get("/research/rounds/estimate.json", {**base, "monitoring_looks": 5}).json()["plan"]
+    # independent computation with the stats module's planner, same inputs (36 regular trials of 40)
+    expect = plan_study(0.65, power=0.8, alpha=0.05, n_tests=6, tie_rate=0.2, design_effect=2.0, comparisons=3,
+                        trials_per_annotator=36, seeds_per_prompt=1, votes_per_item=3, looks=5)
+    assert looked["needed"] == expect.planned_votes_per_cell > fixed["needed"]  # looks cost a little maximum
+    assert f"{expect.prompts} prompts" in looked["message"] and f"{expect.annotators} annotators" in looked["message"]
+    assert "expected votes per cell to a decision" in looked["message"]
+    assert "expected votes" not in fixed["message"]
+    assert expect.expected_votes_h1 < expect.planned_votes_per_cell  # monitoring stops early when it is real
