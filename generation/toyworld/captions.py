@@ -135,10 +135,11 @@ def _relation_between(a, b) -> str | None:
     return None
 
 
-def caption_claim(scene: Scene, rng: np.random.Generator, *, p_partial: float = 0.15) -> Claim:
+def caption_claim(scene: Scene, rng: np.random.Generator, *, p_partial: float = 0.15, p_relation: float = 0.5) -> Claim:
     """A true claim about ``scene``: usually a full description, sometimes one object of it.
 
-    Two single objects are put in a relation half the time when one clearly holds.
+    Two single objects are put in a relation with probability ``p_relation`` when one clearly
+    holds (the draw is made either way, so the generator's stream does not depend on it).
     """
     groups = _groups(scene)
     order = rng.permutation(len(groups))
@@ -147,7 +148,7 @@ def caption_claim(scene: Scene, rng: np.random.Generator, *, p_partial: float = 
         groups = groups[:1]
         # a partial description of a counting group keeps the exact count (counting stays exact)
     phrases = [_phrase(g, scene, rng, p_size=0.3, p_drop_color=0.1) for g in groups]
-    if len(groups) == 2 and all(len(g) == 1 for g in groups) and rng.random() < 0.5:
+    if len(groups) == 2 and all(len(g) == 1 for g in groups) and rng.random() < p_relation:
         rel = _relation_between(groups[0][0], groups[1][0])
         if rel is not None:
             return Claim(tuple(phrases), rel)

@@ -34,12 +34,42 @@ def toy_blip_config(vocab_size: int, **overrides) -> BlipConfig:
     return BlipConfig(**fields)
 
 
-def build_toy_blip(*, seed: int = 0) -> BlipScorer:
-    """A randomly initialised toy BLIP (training mode), deterministic from ``seed``."""
+def sincos_pos_embed(grid: int, dim: int) -> torch.Tensor:
+    """``(1, 1 + grid*grid, dim)`` 2D sine-cosine position embedding (MAE's), zeros for the class token.
+
+    Half the channels encode the row, half the column, at ``dim // 4`` geometric frequencies.
+    """
+    if dim % 4:
+        raise ValueError(f"a 2D sine-cosine embedding needs a width divisible by 4, not {dim}")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    pos = torch.arange(grid, dtype=torch.float64)
+    yy, xx = torch.meshgrid(pos, pos, indexing="ij")
+    parts = []
+    for axis in (yy.flatten(), xx.flatten()):
+        angles = axis[:, None] * freqs[None, :]
+        parts += [angles.sin(), angles.cos()]
+    emb = torch.cat([torch.zeros(1, dim, dtype=torch.float64), torch.cat(parts, dim=1)])
+    return emb.float()[None]
+
+
+def build_toy_blip(*, seed: int = 0, pos_init: str = "random") -> BlipScorer:
+    """A randomly initialised toy BLIP (training mode), deterministic from ``seed``.
+
+    ``pos_init="sincos"`` starts the ViT's (learned) position embedding from
+    :func:`sincos_pos_embed` instead of timm's small random one, so patch tokens carry their
+    place from the first step (relations between objects need it); the keys are the same.
+    """
+    if pos_init not in ("random", "sincos"):
+        raise ValueError(f"pos_init must be 'random' or 'sincos', not {pos_init!r}")
     tokenizer = BlipTokenizer(toy_vocab())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return BlipScorer(toy_blip_config(len(tokenizer)), tokenizer)
+        model = BlipScorer(toy_blip_config(len(tokenizer)), tokenizer)
+    if pos_init == "sincos":
+        c = model.config
+        with torch.no_grad():
+            model.visual_encoder.pos_embed.copy_(sincos_pos_embed(c.image_size // c.patch_size, c.vision_width))
+    return model
 
 
 def load_toy_blip(weights_dir: str | os.PathLike | None = None, device: str = "cpu") -> BlipScorer:

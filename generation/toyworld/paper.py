@@ -437,14 +437,17 @@ def model_notes() -> list[str]:
     out = []
     b = m.get("blip", {}).get("metrics")
     if b:
+        def heads(kind: str) -> str:
+            return ", ".join(f"{h.upper()} {b[f'{h}_{kind}_prefers_true']:.2f}" for h in ("itc", "itm", "cap")
+                             if f"{h}_{kind}_prefers_true" in b)
+
+        kinds = [("a colour changed", "color"), ("a wrong count", "count"), ("the relation swapped", "relation"),
+                 ("the colours of two objects swapped (binding)", "binding")]
+        listed = "; ".join(f"{what}: {heads(kind)}" for what, kind in kinds if f"itm_{kind}_prefers_true" in b)
         out.append(
-            "- The guiding toy BLIP, on held-out scenes, prefers the true caption over one with a colour changed "
-            f"(ITC {b['itc_color_prefers_true']:.2f}, ITM {b['itm_color_prefers_true']:.2f}, CAP "
-            f"{b['cap_color_prefers_true']:.2f}), over one with a wrong count (ITC {b['itc_count_prefers_true']:.2f}, "
-            f"ITM {b['itm_count_prefers_true']:.2f}, CAP {b['cap_count_prefers_true']:.2f}), but not over one with the "
-            f"relation swapped (ITC {b['itc_relation_prefers_true']:.2f}, ITM {b['itm_relation_prefers_true']:.2f}, "
-            f"CAP {b['cap_relation_prefers_true']:.2f}; chance 0.5): no objective can steer relations it cannot "
-            "see, which bounds the Positional rows above."
+            "- How often the guiding toy BLIP prefers a held-out scene's true caption over a corrupted one "
+            f"(chance 0.5), by corruption: {listed}. An objective cannot steer what its head cannot tell apart, "
+            "so a head near 0.5 on relations or binding bounds that objective's Positional or Binding rows."
         )
     u = m.get("unet")
     if u:

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from generation.toyworld import captions as C
+from generation.toyworld import negatives as N
 from generation.toyworld import store
 from generation.toyworld.models import build_toy_blip, toy_vocab
 from generation.toyworld.scenes import render, sample_scene, to_tensor_range
@@ -52,11 +52,18 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (x + sigma * torch.randn(x.shape, generator=g)).clamp(-1, 1)
 
 
-def blip_losses(model, images: torch.Tensor, texts: list[str], g: torch.Generator) -> dict[str, torch.Tensor]:
+def blip_losses(model, images: torch.Tensor, texts: list[str], g: torch.Generator,
+                hard_texts: list[str | None] | None = None) -> dict[str, torch.Tensor]:
+    """ITC, ITM and CAP losses of a batch; ``hard_texts[i]`` is a structural negative of image i or None."""
     b = images.shape[0]
+    hard_texts = hard_texts or [None] * b
+    hard_idx = torch.tensor([i for i, t in enumerate(hard_texts) if t is not None], dtype=torch.long)
     emb = model.image_embeds(images)
-    text = model.encode_text(texts)
-    # ITC
+    # one tokenisation for positives and hard negatives, so their rows share a padded length
+    every = model.encode_text(texts + [t for t in hard_texts if t is not None])
+    text = dataclasses.replace(every, texts=texts, ids=every.ids[:b], mask=every.mask[:b], itm_ids=every.itm_ids[:b],
+                               cap_ids=every.cap_ids[:b], cap_mask=every.cap_mask[:b], cap_labels=every.cap_labels[:b])
+    # ITC: in-batch negatives on [CLS] features only (no hard negatives: its blind spots are its own)
     img_feat = F.normalize(model.vision_proj(emb[:, 0]), dim=-1)
     txt_feat = F.normalize(model.text_proj(model.text_encoder(text.ids, text.mask)[:, 0]), dim=-1)
     with torch.no_grad():
@@ -66,7 +73,8 @@ def blip_losses(model, images: torch.Tensor, texts: list[str], g: torch.Generato
     targets = same / same.sum(1, keepdim=True)
     l_itc = (-(F.log_softmax(sim_i2t, 1) * targets).sum(1).mean()
              - (F.log_softmax(sim_i2t.t(), 1) * targets).sum(1).mean()) / 2
-    # ITM with hard negatives mined from ITC similarity (equal captions excluded)
+    # ITM: batch negatives mined from ITC similarity (equal captions excluded), as BLIP, plus each
+    # image's structural negative (same words or nearly, other meaning)
     with torch.no_grad():
         w_i2t = F.softmax(sim_i2t.float(), 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
         w_t2i = F.softmax(sim_i2t.t().float(), 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
@@ -75,10 +83,10 @@ def blip_losses(model, images: torch.Tensor, texts: list[str], g: torch.Generato
         neg_img = torch.multinomial(w_t2i[ok], 1, generator=g).squeeze(1)
     pos_idx = torch.arange(b)
     ok_idx = pos_idx[ok]
-    img_rows = torch.cat([pos_idx, ok_idx, neg_img])
-    txt_rows = torch.cat([pos_idx, neg_txt, ok_idx])
-    labels = torch.cat([torch.ones(b), torch.zeros(2 * len(ok_idx))]).long()
-    h = model.text_encoder(text.itm_ids[txt_rows], text.mask[txt_rows], emb[img_rows])
+    img_rows = torch.cat([pos_idx, ok_idx, neg_img, hard_idx])
+    txt_rows = torch.cat([pos_idx, neg_txt, ok_idx, b + torch.arange(len(hard_idx))])
+    labels = torch.cat([torch.ones(b), torch.zeros(2 * len(ok_idx) + len(hard_idx))]).long()
+    h = model.text_encoder(every.itm_ids[txt_rows], every.mask[txt_rows], emb[img_rows])
     l_itm = F.cross_entropy(model.itm_head(h[:, 0]), labels)
     # CAP
     l_cap = model.cap(image_embeds=emb, text=text, label_smoothing=0.1).mean()
@@ -86,94 +94,140 @@ def blip_losses(model, images: torch.Tensor, texts: list[str], g: torch.Generato
 
 
 @torch.no_grad()
-def evaluate(model, n: int, seed: int) -> dict:
-    """Held-out retrieval: does each head prefer an image's true caption over a corrupted one?
+def preferences(model, n_per_kind: int, seed: int, kinds=N.PROBE_KINDS, batch: int = 100) -> dict:
+    """Held-out: how often each head prefers an image's true caption over a corrupted one.
 
-    The corrupted caption changes one colour (binding/colour), swaps the relation (position) or
-    changes the count (counting); reported per head as the fraction preferring the truth.
+    ``n_per_kind`` fresh ``(scene, true, corrupted)`` probes of each kind
+    (:func:`generation.toyworld.negatives.probe`: colour changed, count changed, relation swapped,
+    colours swapped between two objects = binding), drawn from ``seed``; a head prefers the truth
+    when its score (ITC cosine, ITM log p(match), CAP -NLL) is strictly higher. Returns
+    ``{head}_{kind}_prefers_true``, ``{head}_prefers_true`` over all probes, and ``n_eval`` (probes per kind).
     """
+    was_training = model.training
     model.eval()
     rng = np.random.default_rng(seed)
-    wins = {"itc": [], "itm": [], "cap": []}
-    by_kind: dict[str, list[bool]] = {}
-    swap = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-    for _ in range(n):
-        scene = sample_scene(rng)
-        claim = C.caption_claim(scene, rng, p_partial=0.0)
-        p = claim.phrases[0]
-        if claim.relation and rng.random() < 0.5:
-            bad, kind = C.Claim(claim.phrases, swap[claim.relation]), "relation"
-        elif p.count > 1 and rng.random() < 0.5:
-            bad, kind = C.Claim((dataclasses.replace(p, count=5 - p.count), *claim.phrases[1:]), claim.relation), "count"
-        else:
-            others = [c for c in ("red", "green", "blue", "yellow", "purple") if c != p.color]
-            bad = C.Claim((dataclasses.replace(p, color=others[int(rng.integers(4))]), *claim.phrases[1:]), claim.relation)
-            kind = "color"
-        if C.claim_true(bad, scene):
-            continue
-        img = torch.from_numpy(to_tensor_range(render(scene)[None])).expand(2, -1, -1, -1)
-        texts = [claim.text(), bad.text()]
-        emb = model.image_embeds(img)
-        text = model.encode_text(texts)
-        itc = model.itc(image_embeds=emb, text=text)
-        itm = model.itm(image_embeds=emb, text=text)
-        cap = -model.cap(image_embeds=emb, text=text)
-        for k, v in (("itc", itc), ("itm", itm), ("cap", cap)):
-            wins[k].append(bool(v[0] > v[1]))
-            by_kind.setdefault(f"{k}_{kind}", []).append(bool(v[0] > v[1]))
-    out = {f"{k}_prefers_true": float(np.mean(v)) for k, v in wins.items()}
-    out.update({f"{k}_prefers_true": float(np.mean(v)) for k, v in sorted(by_kind.items())})
-    out["n_eval"] = len(wins["itc"])
+    wins: dict[str, list[bool]] = {}
+    for kind in kinds:
+        probes = [N.probe(kind, rng) for _ in range(n_per_kind)]
+        for lo in range(0, n_per_kind, batch):
+            chunk = probes[lo: lo + batch]
+            img = torch.from_numpy(to_tensor_range(np.stack([render(s) for s, _, _ in chunk])))
+            emb = model.image_embeds(img)
+            scores = []
+            for texts in ([t.text() for _, t, _ in chunk], [f.text() for _, _, f in chunk]):
+                text = model.encode_text(texts)
+                scores.append({"itc": model.itc(image_embeds=emb, text=text), "itm": model.itm(image_embeds=emb, text=text),
+                               "cap": -model.cap(image_embeds=emb, text=text)})
+            for head in ("itc", "itm", "cap"):
+                wins.setdefault(f"{head}_{kind}", []).extend((scores[0][head] > scores[1][head]).tolist())
+    model.train(was_training)
+    out = {f"{k}_prefers_true": float(np.mean(v)) for k, v in sorted(wins.items())}
+    for head in ("itc", "itm", "cap"):
+        out[f"{head}_prefers_true"] = float(np.mean([w for k in kinds for w in wins[f"{head}_{k}"]]))
+    out["n_eval"] = n_per_kind
     return out
+
+
+def lr_factor(step: int, decay_from: int, warmup: int = 100) -> float:
+    """Warm up linearly, hold, then decay linearly to 0 over ``decay_from // 4`` steps from ``decay_from``.
+
+    The decay point is the only thing the step budget sets, so a run stopped by ``--max-minutes``
+    (which starts the decay when 80% of the time is spent) is reproduced by ``--decay-from``.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if step < decay_from:
+        return 1.0
+    return max(0.0, 1.0 - (step - decay_from) / max(1, decay_from // 4))
+
+
+def _reproducing_command(argv: list[str], decay_from: int) -> str:
+    """The invocation without ``--max-minutes``/``--steps``/``--decay-from``, with the decay point it used."""
+    kept, skip = [], False
+    for w in argv:
+        if skip:
+            skip = False
+            continue
+        if w in ("--max-minutes", "--steps", "--decay-from"):
+            skip = True
+            continue
+        if w.startswith(("--max-minutes=", "--steps=", "--decay-from=")):
+            continue
+        kept.append(w)
+    return "python -m generation.toyworld.train_blip " + shlex.join(kept + ["--decay-from", str(decay_from)])
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=3000, help="total steps (the decay starts at 80%% of them)")
+    ap.add_argument("--decay-from", type=int, default=None,
+                    help="start the learning-rate decay here and stop after decay_from // 4 more steps (overrides --steps)")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="start the decay when 80%% of this wall time is spent (the manifest records the --decay-from that reproduces it)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--n-train", type=int, default=30000)
-    ap.add_argument("--n-eval", type=int, default=600)
-    ap.add_argument("--seed", type=int, default=0, help="init, batches, captions and augmentation")
+    ap.add_argument("--n-eval", type=int, default=400, help="held-out probes per kind (colour, count, relation, binding)")
+    ap.add_argument("--p-pair-relation", type=float, default=0.5, help="share of training captions that relate two objects")
+    ap.add_argument("--pos-init", choices=("random", "sincos"), default="sincos",
+                    help="ViT position embedding at init (sincos: patch tokens know their place from step 0)")
+    ap.add_argument("--seed", type=int, default=0, help="init, batches, captions, negatives and augmentation")
     ap.add_argument("--data-seed", type=int, default=2, help="training scenes (eval uses data-seed + 1000)")
     ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a busy machine (no thread barriers)")
+    ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--out", default=str(store.WEIGHTS_DIR))
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     data_rng = np.random.default_rng(args.data_seed)
-    scenes = [sample_scene(data_rng) for _ in tqdm(range(args.n_train), desc="scenes", leave=False, mininterval=2)]
+    scenes = [sample_scene(data_rng) for _ in range(args.n_train)]
     X = torch.from_numpy(to_tensor_range(np.stack([render(s) for s in scenes])))
-    model = build_toy_blip(seed=args.seed).train()
+    model = build_toy_blip(seed=args.seed, pos_init=args.pos_init).train()
     g = torch.Generator().manual_seed(args.seed)
     cap_rng = np.random.default_rng(args.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
-    bar = tqdm(range(args.steps), desc="train blip", mininterval=2)
-    for step in bar:
+    decay_from = args.decay_from if args.decay_from is not None else round(0.8 * args.steps)
+    timed = args.decay_from is None and args.max_minutes is not None
+    print(f"data ready in {time.time() - t0:.0f}s", flush=True)
+    step, running = 0, {}
+    while step < decay_from + decay_from // 4:
+        if timed and step < decay_from and time.time() - t0 >= 0.8 * 60 * args.max_minutes:
+            decay_from, timed = max(step, 1), False
+            print(f"step {step}: 80% of {args.max_minutes} min spent, decaying over {decay_from // 4} steps", flush=True)
+        for group in opt.param_groups:
+            group["lr"] = args.lr * lr_factor(step, decay_from)
         idx = torch.randint(len(X), (args.batch_size,), generator=g)
-        texts = [C.caption(scenes[i], cap_rng) for i in idx.tolist()]
-        losses = blip_losses(model, augment(X[idx], g), texts, g)
+        claims = [N.training_claim(scenes[i], cap_rng, p_pair_relation=args.p_pair_relation) for i in idx.tolist()]
+        texts = [C.misspell(c.text(), cap_rng) if cap_rng.random() < 0.05 else c.text() for c in claims]
+        hard = [N.hard_negative(c, scenes[i], cap_rng) for c, i in zip(claims, idx.tolist())]
+        losses = blip_losses(model, augment(X[idx], g), texts, g, [h.text() if h else None for h in hard])
         loss = losses["itc"] + losses["itm"] + losses["cap"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
-        if step % 25 == 0:
-            bar.set_postfix({k: f"{v.item():.2f}" for k, v in losses.items()})
-    metrics = evaluate(model, args.n_eval, args.data_seed + 1000)
+        step += 1
+        for k, v in losses.items():
+            running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
+        if step % args.log_every == 0:
+            print(f"step {step} {time.time() - t0:.0f}s " + " ".join(f"{k}={v:.3f}" for k, v in running.items()), flush=True)
+    train_seconds = time.time() - t0
+    metrics = preferences(model, args.n_eval, args.data_seed + 1000)
     info = {
-        "command": "python -m generation.toyworld.train_blip " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "seed": args.seed, "data_seed": args.data_seed, "steps": args.steps, "batch_size": args.batch_size,
-        "n_train": args.n_train, "config": dataclasses.asdict(model.config), "vocab": toy_vocab(),
+        "command": _reproducing_command(argv, decay_from),
+        "invocation": "python -m generation.toyworld.train_blip " + shlex.join(argv),
+        "seed": args.seed, "data_seed": args.data_seed, "steps": step, "decay_from": decay_from,
+        "batch_size": args.batch_size, "n_train": args.n_train, "p_pair_relation": args.p_pair_relation,
+        "pos_init": args.pos_init,
+        "config": dataclasses.asdict(model.config), "vocab": toy_vocab(),
         "params": sum(p.numel() for p in model.parameters()),
-        "train_seconds": round(time.time() - t0, 1), "metrics": metrics,
+        "train_seconds": round(train_seconds, 1), "metrics": metrics,
     }
     path = store.save_weights("blip", model.state_dict(), info, Path(args.out))
-    print(f"wrote {path}: {metrics}")
+    print(f"wrote {path}: {metrics}", flush=True)
     return info
 
 

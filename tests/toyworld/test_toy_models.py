@@ -95,3 +95,45 @@ def test_guidance_raises_oracle_alignment_over_unguided_with_the_same_seeds(mode
         # paired sign test, one image per (prompt, seed): guided wins significantly more pairs
         assert st["wins"] > st["losses"] and st["p"] < 0.01, (objective, results)
         assert m1 > m0 + 0.2, (objective, results)
+
+
+# A held-out seed the training run never used (it evaluates on data_seed + 1000).
+FRESH_SEED = 424242
+N_FRESH = 600
+
+
+def _binomial_tolerance(p: float, n_fresh: int, n_manifest: int, z: float = 4.0) -> float:
+    """``z`` standard errors of the difference of two independent binomial proportions near ``p``.
+
+    z = 4: a two-sided false alarm of 6e-5 per figure (12 figures here), and still 5-10 points
+    at these sample sizes, so a figure off by more than that (other weights, other probes) fails.
+    """
+    p = min(max(p, 0.05), 0.95)  # near 0 or 1 the plug-in variance is too optimistic
+    return z * float(np.sqrt(p * (1 - p) * (1 / n_fresh + 1 / n_manifest)))
+
+
+@pytest.fixture(scope="module")
+def fresh_preferences():
+    from generation.toyworld.train_blip import preferences
+
+    return preferences(load_toy_blip(), N_FRESH, FRESH_SEED)
+
+
+def test_blip_loads_strictly_with_the_manifests_sha256():
+    from generation.checkpoints import sha256_file
+
+    info = store.read_manifest()["blip"]
+    assert sha256_file(store.WEIGHTS_DIR / info["file"]) == info["sha256"]
+    model = load_toy_blip()  # strict: a missing or extra key raises
+    sd = model.state_dict()
+    assert set(sd) == set(store.load_state_dict("blip")[0])
+
+
+@pytest.mark.parametrize("head", ["itc", "itm", "cap"])
+@pytest.mark.parametrize("kind", ["relation", "binding", "color", "count"])
+def test_manifest_preferences_hold_on_a_fresh_held_out_sample(fresh_preferences, head, kind):
+    info = store.read_manifest()["blip"]
+    key = f"{head}_{kind}_prefers_true"
+    stated, fresh = info["metrics"][key], fresh_preferences[key]
+    tol = _binomial_tolerance(stated, N_FRESH, info["metrics"]["n_eval"])
+    assert abs(fresh - stated) <= tol, (key, stated, fresh, tol)
