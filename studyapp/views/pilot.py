@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -16,14 +15,15 @@ from studyapp.exceptions import StudyError
 from studyapp.models_pilot import Pilot
 from studyapp.selectors_pilot import pilot_view
 from studyapp.services import pilot as pilot_services
+from studyapp.views.access import staff_required
 
 
-@staff_member_required
+@staff_required
 def pilot_list(request):
     return render(request, "research/pilot_list.html", {"pilots": Pilot.objects.select_related("prompt_set")})
 
 
-@staff_member_required
+@staff_required
 def pilot_detail(request, pilot_id: int):
     view = pilot_view(get_object_or_404(Pilot.objects.select_related("prompt_set"), pk=pilot_id))
     config = None
@@ -32,7 +32,7 @@ def pilot_detail(request, pilot_id: int):
     return render(request, "research/pilot_detail.html", {"v": view, "config_json": config})
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def pilot_launch_view(request, pilot_id: int):
     get_object_or_404(Pilot, pk=pilot_id)
@@ -45,7 +45,7 @@ def pilot_launch_view(request, pilot_id: int):
     return redirect("research:pilot_detail", pilot_id=pilot_id)
 
 
-@staff_member_required
+@staff_required
 def pilot_round_config_view(request, pilot_id: int):
     view = pilot_view(get_object_or_404(Pilot.objects.select_related("prompt_set"), pk=pilot_id))
     if view.suggestion is None:
