@@ -229,6 +229,10 @@ def main(argv=None) -> int:
                    help="batch sizes of the per-image figures (default 1,4,8)")
     p.add_argument("--cpu-peak-gflops", type=float, default=None)
     p.add_argument("--no-gpu", action="store_true")
+    p.add_argument("--no-tiny", action="store_true", help="skip the tiny CPU configuration (a GPU run's device time is short)")
+    p.add_argument("--per-image-only", action="store_true", help="on the GPU, only the paper preset's per-image figures")
+    p.add_argument("--cudnn-benchmark", action="store_true",
+                   help="let cuDNN pick convolution kernels by timing them, and TF32 for fp32 matmuls (other rounding)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU intra-op threads (1: the tiny model gains nothing from more, and shared machines lose a lot)")
     p.add_argument("--precision-study", metavar="RESPACING", default=None,
@@ -241,20 +245,26 @@ def main(argv=None) -> int:
 
     cpu = torch.device("cpu")
     peak = args.cpu_peak_gflops * 1e9 if args.cpu_peak_gflops else None
-    bench("tiny", tiny_unet(seed=0), tiny_blip(seed=0, image_size=32), cpu, "fp32", args.batch, args.steps,
-          args.repeats, peak)
-    for precision in ("fp32", "bf16"):
-        bench_per_image("tiny", tiny_unet(seed=0), tiny_blip(seed=0, image_size=32), cpu, precision, args.batches,
-                        args.steps, args.repeats)
+    if not args.no_tiny:
+        bench("tiny", tiny_unet(seed=0), tiny_blip(seed=0, image_size=32), cpu, "fp32", args.batch, args.steps,
+              args.repeats, peak)
+        for precision in ("fp32", "bf16"):
+            bench_per_image("tiny", tiny_unet(seed=0), tiny_blip(seed=0, image_size=32), cpu, precision, args.batches,
+                            args.steps, args.repeats)
 
     if args.no_gpu or not torch.cuda.is_available():
         emit(config="full", figure="skipped", value=None, reason="no CUDA device" if not args.no_gpu else "--no-gpu")
         return 0
     gpu = torch.device("cuda")
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = args.cudnn_benchmark
+    emit(config="full", figure="settings", value=None, cudnn_benchmark=torch.backends.cudnn.benchmark,
+         matmul_tf32=torch.backends.cuda.matmul.allow_tf32, conv_tf32=torch.backends.cudnn.allow_tf32,
+         torch=torch.__version__)
     with torch.device(gpu):
         unet = UNetModel(UNetConfig.from_flags(**UNCOND_256_FLAGS)).eval().requires_grad_(False)
     blip = full_blip(gpu)
-    for precision in ("bf16", "fp32"):
+    for precision in () if args.per_image_only else ("bf16", "fp32"):
         bench("full", unet, blip, gpu, precision, args.gpu_batch, args.steps, args.repeats, gpu_peak(gpu, precision))
     paper_blip = full_blip(gpu, image_size=224)  # the pretrain checkpoints' training resolution
     for precision in ("fp32", "bf16"):
