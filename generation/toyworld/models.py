@@ -52,19 +52,21 @@ def sincos_pos_embed(grid: int, dim: int) -> torch.Tensor:
     return emb.float()[None]
 
 
-def build_toy_blip(*, seed: int = 0, pos_init: str = "random") -> BlipScorer:
+def build_toy_blip(*, seed: int = 0, pos_init: str = "random", **config_overrides) -> BlipScorer:
     """A randomly initialised toy BLIP (training mode), deterministic from ``seed``.
 
     ``pos_init="sincos"`` starts the ViT's (learned) position embedding from
     :func:`sincos_pos_embed` instead of timm's small random one, so patch tokens carry their
     place from the first step (relations between objects need it); the keys are the same.
+    ``config_overrides`` change :func:`toy_blip_config`'s fields (e.g. ``text_layers=4``); the
+    manifest records the whole config, so :func:`load_toy_blip` needs nothing more.
     """
     if pos_init not in ("random", "sincos"):
         raise ValueError(f"pos_init must be 'random' or 'sincos', not {pos_init!r}")
     tokenizer = BlipTokenizer(toy_vocab())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = BlipScorer(toy_blip_config(len(tokenizer)), tokenizer)
+        model = BlipScorer(toy_blip_config(len(tokenizer), **config_overrides), tokenizer)
     if pos_init == "sincos":
         c = model.config
         with torch.no_grad():

@@ -77,6 +77,24 @@ def hard_negative(claim: C.Claim, scene: Scene, rng: np.random.Generator, kinds=
     return None
 
 
+def hard_negatives(claim: C.Claim, scene: Scene, rng: np.random.Generator, k: int, kinds=KINDS) -> list[C.Claim]:
+    """Up to ``k`` false corruptions of ``claim`` of different kinds, kinds in a random order.
+
+    ``k == 1`` is :func:`hard_negative` (the same draws), so older training commands replay.
+    """
+    if k == 1:
+        bad = hard_negative(claim, scene, rng, kinds)
+        return [] if bad is None else [bad]
+    out: list[C.Claim] = []
+    for i in rng.permutation(len(kinds)):
+        bad = corrupt(claim, scene, kinds[int(i)], rng)
+        if bad is not None and bad not in out:
+            out.append(bad)
+            if len(out) == k:
+                break
+    return out
+
+
 def relation_claim(scene: Scene, rng: np.random.Generator, *, p_size: float = 0.3) -> C.Claim | None:
     """A true relation between two objects of different kinds in ``scene`` (any number of objects)."""
     objs = scene.objects

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from generation.blip import BlipConfig
 from generation.toyworld import captions as C
 from generation.toyworld import negatives as N
 from generation.toyworld import store
@@ -53,14 +54,17 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def blip_losses(model, images: torch.Tensor, texts: list[str], g: torch.Generator,
-                hard_texts: list[str | None] | None = None) -> dict[str, torch.Tensor]:
-    """ITC, ITM and CAP losses of a batch; ``hard_texts[i]`` is a structural negative of image i or None."""
-    b = images.shape[0]
-    hard_texts = hard_texts or [None] * b
-    hard_idx = torch.tensor([i for i, t in enumerate(hard_texts) if t is not None], dtype=torch.long)
+                hard: list[tuple[int, str]] | None = None) -> dict[str, torch.Tensor]:
+    """ITC, ITM and CAP losses of a batch; ``hard`` lists ``(image index, structural negative caption)``.
+
+    ``g`` is a CPU generator (the draws are the same on every device); tensors follow ``images``.
+    """
+    b, dev = images.shape[0], images.device
+    hard = hard or []
+    hard_idx = torch.tensor([i for i, _ in hard], dtype=torch.long)
     emb = model.image_embeds(images)
     # one tokenisation for positives and hard negatives, so their rows share a padded length
-    every = model.encode_text(texts + [t for t in hard_texts if t is not None])
+    every = model.encode_text(texts + [t for _, t in hard])
     text = dataclasses.replace(every, texts=texts, ids=every.ids[:b], mask=every.mask[:b], itm_ids=every.itm_ids[:b],
                                cap_ids=every.cap_ids[:b], cap_mask=every.cap_mask[:b], cap_labels=every.cap_labels[:b])
     # ITC: in-batch negatives on [CLS] features only (no hard negatives: its blind spots are its own)
@@ -69,7 +73,7 @@ def blip_losses(model, images: torch.Tensor, texts: list[str], g: torch.Generato
     with torch.no_grad():
         model.temp.clamp_(0.01, 0.5)
     sim_i2t = img_feat @ txt_feat.t() / model.temp
-    same = torch.tensor([[a == b_ for b_ in texts] for a in texts], dtype=torch.float32)
+    same = torch.tensor([[a == b_ for b_ in texts] for a in texts], dtype=torch.float32, device=dev)
     targets = same / same.sum(1, keepdim=True)
     l_itc = (-(F.log_softmax(sim_i2t, 1) * targets).sum(1).mean()
              - (F.log_softmax(sim_i2t.t(), 1) * targets).sum(1).mean()) / 2
@@ -78,14 +82,14 @@ def blip_losses(model, images: torch.Tensor, texts: list[str], g: torch.Generato
     with torch.no_grad():
         w_i2t = F.softmax(sim_i2t.float(), 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
         w_t2i = F.softmax(sim_i2t.t().float(), 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
-        ok = (1 - same).sum(1) > 0  # an all-equal batch has no negative
-        neg_txt = torch.multinomial(w_i2t[ok], 1, generator=g).squeeze(1)
-        neg_img = torch.multinomial(w_t2i[ok], 1, generator=g).squeeze(1)
+        ok = ((1 - same).sum(1) > 0).cpu()  # an all-equal batch has no negative
+        neg_txt = torch.multinomial(w_i2t.cpu()[ok], 1, generator=g).squeeze(1)
+        neg_img = torch.multinomial(w_t2i.cpu()[ok], 1, generator=g).squeeze(1)
     pos_idx = torch.arange(b)
     ok_idx = pos_idx[ok]
-    img_rows = torch.cat([pos_idx, ok_idx, neg_img, hard_idx])
-    txt_rows = torch.cat([pos_idx, neg_txt, ok_idx, b + torch.arange(len(hard_idx))])
-    labels = torch.cat([torch.ones(b), torch.zeros(2 * len(ok_idx) + len(hard_idx))]).long()
+    img_rows = torch.cat([pos_idx, ok_idx, neg_img, hard_idx]).to(dev)
+    txt_rows = torch.cat([pos_idx, neg_txt, ok_idx, b + torch.arange(len(hard_idx))]).to(dev)
+    labels = torch.cat([torch.ones(b), torch.zeros(2 * len(ok_idx) + len(hard_idx))]).long().to(dev)
     h = model.text_encoder(every.itm_ids[txt_rows], every.mask[txt_rows], emb[img_rows])
     l_itm = F.cross_entropy(model.itm_head(h[:, 0]), labels)
     # CAP
@@ -111,7 +115,7 @@ def preferences(model, n_per_kind: int, seed: int, kinds=N.PROBE_KINDS, batch: i
         probes = [N.probe(kind, rng) for _ in range(n_per_kind)]
         for lo in range(0, n_per_kind, batch):
             chunk = probes[lo: lo + batch]
-            img = torch.from_numpy(to_tensor_range(np.stack([render(s) for s, _, _ in chunk])))
+            img = torch.from_numpy(to_tensor_range(np.stack([render(s) for s, _, _ in chunk]))).to(model.vision_proj.weight.device)
             emb = model.image_embeds(img)
             scores = []
             for texts in ([t.text() for _, t, _ in chunk], [f.text() for _, _, f in chunk]):
@@ -119,13 +123,38 @@ def preferences(model, n_per_kind: int, seed: int, kinds=N.PROBE_KINDS, batch: i
                 scores.append({"itc": model.itc(image_embeds=emb, text=text), "itm": model.itm(image_embeds=emb, text=text),
                                "cap": -model.cap(image_embeds=emb, text=text)})
             for head in ("itc", "itm", "cap"):
-                wins.setdefault(f"{head}_{kind}", []).extend((scores[0][head] > scores[1][head]).tolist())
+                wins.setdefault(f"{head}_{kind}", []).extend((scores[0][head] > scores[1][head]).cpu().tolist())
     model.train(was_training)
     out = {f"{k}_prefers_true": float(np.mean(v)) for k, v in sorted(wins.items())}
     for head in ("itc", "itm", "cap"):
         out[f"{head}_prefers_true"] = float(np.mean([w for k in kinds for w in wins[f"{head}_{k}"]]))
     out["n_eval"] = n_per_kind
     return out
+
+
+def tie_encoder_decoder(model) -> int:
+    """Share every parameter of the text decoder's BERT with the text encoder except self-attention.
+
+    BLIP's pretraining does this (``tie_encoder_decoder_weights(text_encoder, text_decoder.bert,
+    '', '/attention')``): the two keep their own causal / bidirectional self-attention and share
+    embeddings, cross-attention and feed-forward layers, so what captioning learns about where
+    things are (next-token prediction reads relations long before a matching head does) is in the
+    layers ITM uses too. The checkpoint keeps both copies of each key, as BLIP's does, so loading
+    is unchanged. Returns the number of parameter tensors tied.
+    """
+    tied = 0
+
+    def tie(enc, dec):
+        nonlocal tied
+        for name, child in dec.named_children():
+            if name != "attention":  # the self-attention stays each model's own
+                tie(getattr(enc, name), child)
+        for name, _ in list(dec.named_parameters(recurse=False)):
+            setattr(dec, name, getattr(enc, name))
+            tied += 1
+
+    tie(model.text_encoder, model.text_decoder.bert)
+    return tied
 
 
 def lr_factor(step: int, decay_from: int, warmup: int = 100) -> float:
@@ -173,17 +202,39 @@ def main(argv: list[str] | None = None) -> dict:
                     help="ViT position embedding at init (sincos: patch tokens know their place from step 0)")
     ap.add_argument("--seed", type=int, default=0, help="init, batches, captions, negatives and augmentation")
     ap.add_argument("--data-seed", type=int, default=2, help="training scenes (eval uses data-seed + 1000)")
+    ap.add_argument("--hard-per-image", type=int, default=1,
+                    help="structural hard negatives per image for ITM, each of another kind (relation, order, binding, count, colour)")
+    ap.add_argument("--blip", action="append", default=[], metavar="FIELD=INT",
+                    help="change a field of the toy BLIP config, e.g. --blip text_layers=4 (repeatable)")
+    ap.add_argument("--eval-every", type=int, default=0, help="print held-out relation/binding preferences every N steps (0: never)")
+    ap.add_argument("--relation-warmup", type=int, default=0,
+                    help="first N steps: two-object scenes, relation captions, relation/order negatives only (a curriculum)")
+    ap.add_argument("--tie-encoder-decoder", action="store_true",
+                    help="share the text encoder's and decoder's layers except self-attention (BLIP's pretraining)")
+    ap.add_argument("--device", default="cpu", help="cpu (the shipped runs) or cuda (exploration; other float rounding)")
     ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a busy machine (no thread barriers)")
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--out", default=str(store.WEIGHTS_DIR))
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
+    overrides = {}
+    for item in args.blip:
+        field_, _, value = item.partition("=")
+        if field_ not in {f.name for f in dataclasses.fields(BlipConfig)} or not value.lstrip("-").isdigit():
+            ap.error(f"--blip {item!r}: give FIELD=INT with FIELD a BlipConfig field (e.g. text_layers=4)")
+        overrides[field_] = int(value)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     data_rng = np.random.default_rng(args.data_seed)
     scenes = [sample_scene(data_rng) for _ in range(args.n_train)]
     X = torch.from_numpy(to_tensor_range(np.stack([render(s) for s in scenes])))
-    model = build_toy_blip(seed=args.seed, pos_init=args.pos_init).train()
+    # scenes of exactly two objects of different kinds in a clear relation: the curriculum's first phase
+    related = torch.tensor([i for i, sc in enumerate(scenes) if len(sc.objects) == 2
+                            and (sc.objects[0].shape, sc.objects[0].color) != (sc.objects[1].shape, sc.objects[1].color)
+                            and C._relation_between(*sc.objects) is not None], dtype=torch.long)
+    model = build_toy_blip(seed=args.seed, pos_init=args.pos_init, **overrides).to(args.device).train()
+    if args.tie_encoder_decoder:
+        tie_encoder_decoder(model)
     g = torch.Generator().manual_seed(args.seed)
     cap_rng = np.random.default_rng(args.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -199,11 +250,18 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"step {step}: 80% of {args.max_minutes} min spent, decaying over {decay_from // 4} steps", flush=True)
         for group in opt.param_groups:
             group["lr"] = args.lr * lr_factor(step, decay_from)
-        idx = torch.randint(len(X), (args.batch_size,), generator=g)
-        claims = [N.training_claim(scenes[i], cap_rng, p_pair_relation=args.p_pair_relation) for i in idx.tolist()]
+        if step < args.relation_warmup:
+            idx = related[torch.randint(len(related), (args.batch_size,), generator=g)]
+            claims = [N.relation_claim(scenes[i], cap_rng) for i in idx.tolist()]
+            kinds = ("relation", "order")
+        else:
+            idx = torch.randint(len(X), (args.batch_size,), generator=g)
+            claims = [N.training_claim(scenes[i], cap_rng, p_pair_relation=args.p_pair_relation) for i in idx.tolist()]
+            kinds = N.KINDS
         texts = [C.misspell(c.text(), cap_rng) if cap_rng.random() < 0.05 else c.text() for c in claims]
-        hard = [N.hard_negative(c, scenes[i], cap_rng) for c, i in zip(claims, idx.tolist())]
-        losses = blip_losses(model, augment(X[idx], g), texts, g, [h.text() if h else None for h in hard])
+        hard = [(j, bad.text()) for j, (c, i) in enumerate(zip(claims, idx.tolist()))
+                for bad in N.hard_negatives(c, scenes[i], cap_rng, args.hard_per_image, kinds)]
+        losses = blip_losses(model, augment(X[idx], g).to(args.device), texts, g, hard)
         loss = losses["itc"] + losses["itm"] + losses["cap"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -214,6 +272,10 @@ def main(argv: list[str] | None = None) -> dict:
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
         if step % args.log_every == 0:
             print(f"step {step} {time.time() - t0:.0f}s " + " ".join(f"{k}={v:.3f}" for k, v in running.items()), flush=True)
+        if args.eval_every and step % args.eval_every == 0:
+            live = preferences(model, 200, args.data_seed + 2000, kinds=("relation", "binding"))
+            print(f"eval {step} " + " ".join(f"{k.replace('_prefers_true', '')}={v:.2f}" for k, v in live.items()
+                                           if k.count("_") == 3), flush=True)
     train_seconds = time.time() - t0
     metrics = preferences(model, args.n_eval, args.data_seed + 1000)
     info = {
@@ -221,12 +283,13 @@ def main(argv: list[str] | None = None) -> dict:
         "invocation": "python -m generation.toyworld.train_blip " + shlex.join(argv),
         "seed": args.seed, "data_seed": args.data_seed, "steps": step, "decay_from": decay_from,
         "batch_size": args.batch_size, "n_train": args.n_train, "p_pair_relation": args.p_pair_relation,
-        "pos_init": args.pos_init,
+        "pos_init": args.pos_init, "hard_per_image": args.hard_per_image, "device": args.device,
+        "tie_encoder_decoder": args.tie_encoder_decoder, "relation_warmup": args.relation_warmup,
         "config": dataclasses.asdict(model.config), "vocab": toy_vocab(),
         "params": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(train_seconds, 1), "metrics": metrics,
     }
-    path = store.save_weights("blip", model.state_dict(), info, Path(args.out))
+    path = store.save_weights("blip", {k: v.cpu() for k, v in model.state_dict().items()}, info, Path(args.out))
     print(f"wrote {path}: {metrics}", flush=True)
     return info
 
