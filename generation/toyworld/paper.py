@@ -5,7 +5,9 @@
 Renders every prompt of the ``toyworld`` prompt set with ``--seeds`` seeds under each condition
 with paired noise (same seeds, so images differ only by guidance), reads every image with the
 oracle, and writes ``REPORT.md`` with tables and PNG figures into ``--out``, plus
-``results.json`` with every number. Deterministic on CPU for a given ``--seeds``/``--round-seed``.
+``results.json`` with every number. The guidance scales come from a calibration pilot run first
+(:mod:`generation.pilot`: a log-spaced sweep per objective on other seeds, suggested by BLIP's own
+scores and the over-guidance flag, never by the oracle), unless ``--pilot-scales ''``. Deterministic on CPU for a given ``--seeds``/``--round-seed``.
 Whatever comes out is what the report says: its sentences are generated from the numbers.
 """
 
@@ -195,7 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--respacing", default=None, help="override the toy spec's respacing")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--conditions", default="NONE,ITC,ITM,CAP,SHIFT,BLEND")
-    ap.add_argument("--sweep-scales", default="0.03,0.1,0.3", help="guidance scales of the scale sweep ('' skips it)")
+    ap.add_argument("--sweep-scales", default="", help="guidance scales of an oracle-judged sweep of ITC/CAP/SHIFT ('' skips it)")
+    ap.add_argument("--pilot-scales", default="0.01,1,5",
+                    help="LOW,HIGH,N of the calibration pilot's log-spaced scales ('' keeps the toy preset's scales)")
     ap.add_argument("--report-only", action="store_true", help="rewrite REPORT.md from --out/results.json")
     args = ap.parse_args(argv)
     if args.report_only:
@@ -224,6 +228,16 @@ def main(argv: list[str] | None = None) -> dict:
     category = dict(TOY_PROMPTS)
     prompts = [p for p in base_prompts for _ in range(args.seeds)]
     seeds = [s for _ in base_prompts for s in range(args.seeds)]
+
+    pilot = None
+    if args.pilot_scales:
+        import dataclasses
+
+        low, high, n = args.pilot_scales.split(",")
+        pilot = calibration_pilot(models, spec, oracle, [c for c in conds if c != "NONE"],
+                                  float(low), float(high), int(n), args.round_seed)
+        spec = dataclasses.replace(spec, **{f"scale_{o.lower()}": v["suggested"] for o, v in pilot["objectives"].items()})
+        print("pilot scales: " + ", ".join(f"{o} {v['suggested']:g}" for o, v in pilot["objectives"].items()), flush=True)
 
     images, seconds = {}, {}
     for cond in conds:
@@ -320,11 +334,84 @@ def main(argv: list[str] | None = None) -> dict:
         "weights": {k: {"sha256": v["sha256"], "command": v["command"]} for k, v in manifest.items()},
         "overall": rows1, "hit_rate_by_category": by_cat, "alignment_by_category": align_cat,
         "comparisons": comps, "fd_floor_rendered_vs_rendered": fd_floor, "conditions": conds, "scale_sweep": sweep,
+        "pilot": pilot, "paper_expectations": paper_expectations(ev, prompts, cats, conds, comps),
+        "blip_metrics": manifest.get("blip", {}).get("metrics", {}),
     }
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     (out / "REPORT.md").write_text(report_markdown(results, conds))
     print(f"wrote {out / 'REPORT.md'}")
     return results
+
+
+PILOT_PROMPTS = ("a green triangle", "a blue square right of a purple triangle", "two red circles",
+                 "a yellow triangle and a blue circle", "a circle", "a red cirle")  # one per category
+PILOT_SEEDS = (200, 201, 202)  # not used by the main run
+
+
+def calibration_pilot(models, spec, oracle, objectives: list[str], low: float, high: float, n: int, round_seed: int) -> dict:
+    """The platform's calibration pilot (:mod:`generation.pilot`) on the toy models: each objective at
+    ``0`` and ``n`` log-spaced scales, six prompts x three seeds, paired noise. The suggestion uses
+    BLIP's scores and the high-frequency flag only; the oracle's reading of the same images is
+    recorded beside it (to show whether the pilot's choice is one the ground truth agrees with)."""
+    import dataclasses
+
+    from generation.pilot import Cell, analyse, log_spaced_scales
+    from generation.pipeline import render_batch
+
+    scales = log_spaced_scales(low, high, n)
+    P = [p for p in PILOT_PROMPTS for _ in PILOT_SEEDS]
+    S = [s for _ in PILOT_PROMPTS for s in PILOT_SEEDS]
+    cells, oracle_rows = [], []
+    for objective in objectives:
+        for scale in scales:
+            if scale == 0.0 and objective != objectives[0]:
+                continue  # one shared unguided anchor
+            sp = dataclasses.replace(spec, **{f"scale_{objective.lower()}": scale})
+            res = render_batch(models, sp, objective=objective, prompts=P, seeds=S, round_seed=round_seed)
+            cells += [Cell(objective, scale, p, s_, r.scores, r.provenance["diagnostics"]["high_frequency_energy"])
+                      for p, s_, r in zip(P, S, res)]
+            rd = oracle.read(np.stack([r.image for r in res]))
+            oracle_rows.append({"objective": objective if scale else "NONE", "scale": scale,
+                                "hit_rate": float(oracle.hits(None, P, reading=rd).mean()),
+                                "alignment": float(oracle.alignment(None, P, reading=rd).mean()),
+                                "realism": float(oracle.realism(None, reading=rd).mean())})
+            print(f"pilot {objective} {scale:g}: {oracle_rows[-1]}", flush=True)
+    summaries = analyse(cells)
+    return {
+        "scales": scales, "prompts": list(PILOT_PROMPTS), "seeds": list(PILOT_SEEDS), "oracle": oracle_rows,
+        "objectives": {o: {"suggested": v.suggested, "all_flagged": v.all_flagged, "reason": v.reason,
+                           "scales": [{"scale": x.scale, "median_hf_ratio": x.median_hf_ratio, "over_guided": x.over_guided,
+                                       "own_score": x.own_score, "median_scores": x.median_scores} for x in v.scales]}
+                       for o, v in summaries.items()},
+    }
+
+
+# What the paper reports, as paired comparisons the toy world can test (category, better, worse, criterion).
+PAPER_CLAIMS = (
+    ("Binding", "ITM", "ITC", "hits"), ("Binding", "CAP", "ITC", "hits"), ("Binding", "SHIFT", "ITC", "hits"),
+    ("Positional", "ITM", "ITC", "hits"), ("Positional", "CAP", "ITC", "hits"), ("Positional", "SHIFT", "ITC", "hits"),
+    (None, "SHIFT", "CAP", "realism"), (None, "SHIFT", "ITC", "realism"),
+    (None, "SHIFT", "BLEND", "alignment"), (None, "SHIFT", "BLEND", "realism"),
+)
+
+
+def paper_expectations(ev: dict, prompts: list[str], cats: list[str], conds: list[str], comps: dict) -> list[dict]:
+    """Each of the paper's claims as a paired sign test here (same prompt and seed; Holm over the
+    family). ``verdict``: "agrees" (significantly in the paper's direction), "disagrees"
+    (significantly against it) or "not shown" (no significant difference)."""
+    rows = []
+    for cat, better, worse, crit in PAPER_CLAIMS:
+        if better not in conds or worse not in conds:
+            continue
+        idx = [i for i, c in enumerate(cats) if cat is None or c == cat]
+        a, b = ev[better][crit][idx], ev[worse][crit][idx]
+        t = sign_test(a, b, eps=0.5 if crit == "hits" else 1e-6)
+        rows.append({"category": cat or "all", "better": better, "worse": worse, "criterion": crit,
+                     "n_pairs": len(idx), "mean_better": float(np.mean(a)), "mean_worse": float(np.mean(b)), **t})
+    for row, p in zip(rows, holm([r["p"] for r in rows]) if rows else []):
+        row["p_holm"] = p
+        row["verdict"] = ("agrees" if row["rate"] > 0.5 else "disagrees") if p < 0.05 else "not shown"
+    return rows
 
 
 def report_markdown(r: dict, conds: list[str]) -> str:
@@ -342,7 +429,8 @@ def report_markdown(r: dict, conds: list[str]) -> str:
         f"- Guidance model: the project's `BlipScorer` (small config, the world's vocabulary) trained with ITC, ITM and "
         f"captioning losses; guidance through x̂0 as in `generation/guidance.py`, per-term gradient normalisation "
         f"`{spec['normalization']}`, scales ITC {spec['scale_itc']}, ITM {spec['scale_itm']}, CAP {spec['scale_cap']}, "
-        f"SHIFT {spec['scale_shift']}, BLEND {spec['scale_blend']} (BLEND = {spec['blend_weight_itc']}·ITC + "
+        f"SHIFT {spec['scale_shift']}, BLEND {spec['scale_blend']}"
+        f"{' (chosen by the calibration pilot below)' if r.get('pilot') else ' (the toy preset)'} (BLEND = {spec['blend_weight_itc']}·ITC + "
         f"{spec['blend_weight_cap']}·CAP; SHIFT = t·ITC + (1−t)·CAP with t going 0 → 1 over the sampling steps).\n"
         f"- Prompts: the `toyworld` prompt set (26 prompts in 6 DrawBench-like categories), {r['seeds_per_prompt']} seeds "
         f"each = {r['n_images_per_condition']} images per condition; every condition uses the same noise per "
@@ -355,6 +443,26 @@ def report_markdown(r: dict, conds: list[str]) -> str:
     )
     L.append("Weights (sha256 prefixes, from `generation/toyworld/weights/manifest.json`): "
              + ", ".join(f"{k} `{v['sha256'][:12]}`" for k, v in r["weights"].items()) + ".\n")
+    pilot = r.get("pilot")
+    if pilot:
+        L.append("### Calibration pilot (chooses the scales above)\n")
+        L.append(
+            f"The platform's pilot (`generation/pilot.py`) on {len(pilot['prompts'])} prompts (one per category) x seeds "
+            f"{', '.join(map(str, pilot['seeds']))}: each objective at " + ", ".join(f"{x:g}" for x in pilot["scales"])
+            + ". Suggested per objective = the best own BLIP score among the scales whose high-frequency energy is at most "
+            "twice the unguided image's (`*` = flagged over-guided). The oracle never enters the choice; its hit rate "
+            "on the same images is shown beside it (hit rate / realism).\n")
+        L.append("| objective | " + " | ".join(f"{x:g}" for x in pilot["scales"]) + " | suggested |")
+        L.append("|---" * (len(pilot["scales"]) + 2) + "|")
+        anchor = next((q for q in pilot["oracle"] if q["scale"] == 0.0), None)
+        for obj, v in pilot["objectives"].items():
+            cells = []
+            for x in pilot["scales"]:
+                q = anchor if x == 0.0 else next((q for q in pilot["oracle"] if q["objective"] == obj and q["scale"] == x), None)
+                flag = next((sc["over_guided"] for sc in v["scales"] if sc["scale"] == x), False)
+                cells.append("—" if q is None else f"{q['hit_rate']:.2f} / {q['realism']:.2f}{'*' if flag else ''}")
+            L.append(f"| {obj} | " + " | ".join(cells) + f" | **{v['suggested']:g}**{' (all flagged)' if v['all_flagged'] else ''} |")
+        L.append("")
     L.append("## Results\n")
     L.append("### Table 1. Alignment and realism per condition\n")
     L.append("| condition | hit rate (95% CI) | alignment | realism | FD ↓ | BLIP ITC cos | BLIP ITM p | BLIP CAP NLL | s/image |")
@@ -385,6 +493,19 @@ def report_markdown(r: dict, conds: list[str]) -> str:
                  f"{h['wins']}/{h['losses']}/{h['ties']}, {_fmt_p(h['p'])} | "
                  f"{re['wins']}/{re['losses']}/{re['ties']}, {re['rate']:.2f}, {_fmt_p(pr)} |")
     L.append("")
+    if r.get("paper_expectations"):
+        L.append("### Table 5. The paper's claims, tested here\n")
+        L.append("Each claim as a paired sign test on the same prompts and seeds (ties dropped), Holm-adjusted over "
+                 "the claims. *Agrees*: significant in the paper's direction; *disagrees*: significant against it; "
+                 "*not shown*: no significant difference.\n")
+        L.append("| claim | prompts | pairs | means (first / second) | W/L/T | Holm p | here |")
+        L.append("|---|---|---|---|---|---|---|")
+        for e in r["paper_expectations"]:
+            crit = {"hits": "oracle hits", "realism": "realism proxy", "alignment": "oracle alignment"}[e["criterion"]]
+            L.append(f"| {e['better']} beats {e['worse']} on {crit} | {e['category']} | {e['n_pairs']} | "
+                     f"{e['mean_better']:.2f} / {e['mean_worse']:.2f} | {e['wins']}/{e['losses']}/{e['ties']} | "
+                     f"{_fmt_p(e['p_holm'])} | **{e['verdict']}** |")
+        L.append("")
     if r.get("scale_sweep"):
         L.append("### Table 4. Guidance scale sweep\n")
         L.append("Six prompts x 3 other seeds (100-102), one objective at a time; the toy presets use one scale for "
@@ -488,7 +609,18 @@ def findings(r: dict, conds: list[str]) -> list[str]:
     for c in CATEGORY_ORDER:
         row = cat[c]
         best = max(row, key=row.get)
+        if row[best] == 0:
+            out.append(f"- {c}: no condition satisfies any of these prompts (0.00 for all).")
+            continue
         out.append(f"- {c}: best {name(best)} ({row[best]:.2f}); unguided {row.get('NONE', float('nan')):.2f}.")
+    exp = r.get("paper_expectations") or []
+    if exp:
+        for verdict in ("agrees", "disagrees", "not shown"):
+            these = [e for e in exp if e["verdict"] == verdict]
+            if these:
+                out.append(f"- The paper's claims, {verdict} here: " + "; ".join(
+                    f"{e['better']} > {e['worse']} on {e['criterion']}" + ("" if e["category"] == "all" else f" ({e['category']})")
+                    for e in these) + ".")
     fds = {c: overall[c]["fd"] for c in conds}
     out.append("- Realism proxy FD (lower = closer to rendered scenes): "
                + ", ".join(f"{name(c)} {fds[c]:.1f}" for c in sorted(fds, key=fds.get)) + ".")
