@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
         "round_seed": args.round_seed, "n_images_per_condition": len(prompts),
         "weights": {k: {"sha256": v["sha256"], "command": v["command"]} for k, v in manifest.items()},
         "overall": rows1, "hit_rate_by_category": by_cat, "alignment_by_category": align_cat,
+        "n_by_category": {c: sum(cc == c for cc in cats) for c in CATEGORY_ORDER},
         "comparisons": comps, "fd_floor_rendered_vs_rendered": fd_floor, "conditions": conds, "scale_sweep": sweep,
         "pilot": pilot, "paper_expectations": paper_expectations(ev, prompts, cats, conds, comps),
         "blip_metrics": manifest.get("blip", {}).get("metrics", {}),
@@ -474,11 +475,23 @@ def report_markdown(r: dict, conds: list[str]) -> str:
                  f"{o['seconds_per_image']:.2f} |")
     L.append("")
     L.append("### Table 2. Oracle hit rate by prompt category\n")
+    n_cat = r.get("n_by_category", {})
+    if n_cat:
+        L.append("Hit rate and Wilson 95% interval; images per category and condition: "
+                 + ", ".join(f"{c} {n}" for c, n in n_cat.items()) + ".\n")
     L.append("| category | " + " | ".join(name(c) for c in conds) + " |")
     L.append("|---" * (len(conds) + 1) + "|")
+
+    def cell(cat: str, rate: float, best: float) -> str:
+        text = f"**{rate:.2f}**" if rate == best else f"{rate:.2f}"
+        if cat in n_cat:
+            lo, hi = wilson(round(rate * n_cat[cat]), n_cat[cat])
+            text += f" ({lo:.2f}–{hi:.2f})"
+        return text
+
     for cat, row in r["hit_rate_by_category"].items():
         best = max(row.values())
-        L.append(f"| {cat} | " + " | ".join((f"**{row[c]:.2f}**" if row[c] == best else f"{row[c]:.2f}") for c in conds) + " |")
+        L.append(f"| {cat} | " + " | ".join(cell(cat, row[c], best) for c in conds) + " |")
     L.append("")
     L.append("### Table 3. Paired comparisons (same prompt and seed)\n")
     L.append("Sign tests on the per-image difference (ties dropped). *Rate* = share of untied pairs the first condition "

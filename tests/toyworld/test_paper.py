@@ -82,3 +82,29 @@ def test_the_shipped_report_is_what_its_results_render_to():
     assert report_markdown(results, results["conditions"]) == (root / "REPORT.md").read_text()
     for cat in ("Binding", "Positional", "Colors"):
         assert set(results["hit_rate_by_category"][cat]) == set(results["conditions"])
+    assert sum(results["n_by_category"].values()) == results["n_images_per_condition"]
+    # each category cell carries its Wilson interval (statsmodels computes it independently)
+    from statsmodels.stats.proportion import proportion_confint
+
+    n = results["n_by_category"]["Colors"]
+    rate = results["hit_rate_by_category"]["Colors"]["CAP"]
+    lo, hi = proportion_confint(round(rate * n), n, method="wilson")
+    row = next(line for line in (root / "REPORT.md").read_text().splitlines() if line.startswith("| Colors |"))
+    assert f"({lo:.2f}–{hi:.2f})" in row.split(" | ")[4], row
+
+
+def test_relation_response_compares_a_relation_with_its_opposite():
+    """Two seeds, unguided and CAP: one row per condition and pair, sign test against scipy's."""
+    from scipy.stats import binomtest
+
+    from generation.pipeline import load_models
+    from generation.spec import GenerationSpec
+    from generation.toyworld.oracle import load_oracle
+    from generation.toyworld.relation_response import PAIRS, measure
+
+    spec = GenerationSpec.toy()
+    rows = measure(load_models(spec, weights_dir=None, device="cpu"), spec, load_oracle(), [0, 1], conditions=("NONE", "CAP"))
+    assert [(r["condition"], r["relations"]) for r in rows] == [(c, list(p[3])) for c in ("NONE", "CAP") for p in PAIRS]
+    for r in rows:
+        assert 0 <= r["wins"] <= r["n"] <= 2
+        assert r["p"] == (binomtest(r["wins"], r["n"], 0.5).pvalue if r["n"] else 1.0)
