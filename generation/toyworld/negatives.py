@@ -95,11 +95,15 @@ def hard_negatives(claim: C.Claim, scene: Scene, rng: np.random.Generator, k: in
     return out
 
 
+def related_pair(a, b) -> str | None:
+    """The relation of ``b`` to ``a`` when they are of different kinds and one clearly holds, else None."""
+    return C._relation_between(a, b) if (a.shape, a.color) != (b.shape, b.color) else None
+
+
 def relation_claim(scene: Scene, rng: np.random.Generator, *, p_size: float = 0.3) -> C.Claim | None:
     """A true relation between two objects of different kinds in ``scene`` (any number of objects)."""
     objs = scene.objects
-    pairs = [(a, b) for a in objs for b in objs
-             if (a.shape, a.color) != (b.shape, b.color) and C._relation_between(a, b) is not None]
+    pairs = [(a, b) for a in objs for b in objs if related_pair(a, b) is not None]
     if not pairs:
         return None
     a, b = pairs[int(rng.integers(len(pairs)))]

@@ -14,6 +14,7 @@ Whatever comes out is what the report says: its sentences are generated from the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shlex
@@ -231,8 +232,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     pilot = None
     if args.pilot_scales:
-        import dataclasses
-
         low, high, n = args.pilot_scales.split(",")
         pilot = calibration_pilot(models, spec, oracle, [c for c in conds if c != "NONE"],
                                   float(low), float(high), int(n), args.round_seed)
@@ -310,8 +309,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     sweep = []
     if args.sweep_scales:
-        import dataclasses
-
         sw_prompts = [p for p in ("a red circle", "a blue square", "a green triangle", "two red circles",
                                   "a red circle left of a blue square", "a blue square and a red circle") for _ in range(3)]
         sw_seeds = [100 + s for _ in range(6) for s in range(3)]  # seeds not used by the main run
@@ -335,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
         "overall": rows1, "hit_rate_by_category": by_cat, "alignment_by_category": align_cat,
         "n_by_category": {c: sum(cc == c for cc in cats) for c in CATEGORY_ORDER},
         "comparisons": comps, "fd_floor_rendered_vs_rendered": fd_floor, "conditions": conds, "scale_sweep": sweep,
-        "pilot": pilot, "paper_expectations": paper_expectations(ev, prompts, cats, conds, comps),
+        "pilot": pilot, "paper_expectations": paper_expectations(ev, cats, conds),
         "blip_metrics": manifest.get("blip", {}).get("metrics", {}),
     }
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
@@ -354,8 +351,6 @@ def calibration_pilot(models, spec, oracle, objectives: list[str], low: float, h
     ``0`` and ``n`` log-spaced scales, six prompts x three seeds, paired noise. The suggestion uses
     BLIP's scores and the high-frequency flag only; the oracle's reading of the same images is
     recorded beside it (to show whether the pilot's choice is one the ground truth agrees with)."""
-    import dataclasses
-
     from generation.pilot import Cell, analyse, log_spaced_scales
     from generation.pipeline import render_batch
 
@@ -396,7 +391,7 @@ PAPER_CLAIMS = (
 )
 
 
-def paper_expectations(ev: dict, prompts: list[str], cats: list[str], conds: list[str], comps: dict) -> list[dict]:
+def paper_expectations(ev: dict, cats: list[str], conds: list[str]) -> list[dict]:
     """Each of the paper's claims as a paired sign test here (same prompt and seed; Holm over the
     family). ``verdict``: "agrees" (significantly in the paper's direction), "disagrees"
     (significantly against it) or "not shown" (no significant difference)."""

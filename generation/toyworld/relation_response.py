@@ -25,17 +25,17 @@ CONDITIONS = ("NONE", "ITM", "CAP", "SHIFT")
 def measure(models, spec, oracle, seeds: list[int], conditions=CONDITIONS) -> list[dict]:
     from scipy.stats import binomtest
 
-    from generation.toyworld.oracle import SLOTS
+    from generation.toyworld.oracle import SLOT_INDEX
     from generation.toyworld.render import render_condition
 
-    slot = {f"{color} {shape}": k for k, (shape, color) in enumerate(SLOTS)}
     rows = []
     for cond in conditions:
         for a, b, axis, rels in PAIRS:
+            ka, kb = (SLOT_INDEX[tuple(reversed(name.split()))] for name in (a, b))  # "red circle" -> ("circle", "red")
             offset = {}
             for rel in rels:
                 reading = oracle.read(render_condition(models, spec, cond, [f"a {a} {rel} a {b}"] * len(seeds), seeds))
-                offset[rel] = reading.xy[:, slot[b], axis] - reading.xy[:, slot[a], axis]  # > 0: B right of / below A
+                offset[rel] = reading.xy[:, kb, axis] - reading.xy[:, ka, axis]  # > 0: B right of / below A
             diff = offset[rels[0]] - offset[rels[1]]
             wins, n = int((diff > 0).sum()), int((diff != 0).sum())
             rows.append({"condition": cond, "pair": f"{a} / {b}", "relations": list(rels),

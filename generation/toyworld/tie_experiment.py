@@ -42,8 +42,8 @@ def relation_pairs(rng: np.random.Generator, n: int) -> list[tuple]:
     while len(out) < n:
         scene = sample_scene(rng, n_objects=2)
         a, b = scene.objects
-        rel = C._relation_between(a, b)
-        if (a.shape, a.color) == (b.shape, b.color) or rel is None:
+        rel = N.related_pair(a, b)
+        if rel is None:
             continue
         phrase = lambda o: C.NounPhrase(o.shape, o.color, None, 1)  # noqa: E731
         good = C.Claim((phrase(a), phrase(b)), rel)

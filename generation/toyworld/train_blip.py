@@ -229,9 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     scenes = [sample_scene(data_rng) for _ in range(args.n_train)]
     X = torch.from_numpy(to_tensor_range(np.stack([render(s) for s in scenes])))
     # scenes of exactly two objects of different kinds in a clear relation: the curriculum's first phase
-    related = torch.tensor([i for i, sc in enumerate(scenes) if len(sc.objects) == 2
-                            and (sc.objects[0].shape, sc.objects[0].color) != (sc.objects[1].shape, sc.objects[1].color)
-                            and C._relation_between(*sc.objects) is not None], dtype=torch.long)
+    related = torch.tensor([i for i, sc in enumerate(scenes)
+                            if len(sc.objects) == 2 and N.related_pair(*sc.objects) is not None], dtype=torch.long)
     model = build_toy_blip(seed=args.seed, pos_init=args.pos_init, **overrides).to(args.device).train()
     if args.tie_encoder_decoder:
         tie_encoder_decoder(model)

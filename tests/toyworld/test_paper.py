@@ -36,7 +36,7 @@ def _ev(n_per_cat=12):
 
 def test_verdicts_follow_the_direction_and_holm():
     ev, cats = _ev()
-    rows = paper_expectations(ev, [""] * len(cats), cats, CONDS, {})
+    rows = paper_expectations(ev, cats, CONDS)
     assert len(rows) == len(PAPER_CLAIMS)
     by = {(r["category"], r["better"], r["worse"], r["criterion"]): r for r in rows}
     itm = by[("Binding", "ITM", "ITC", "hits")]
@@ -61,14 +61,14 @@ def test_the_holm_threshold_decides_at_alpha():
         ev["ITM"]["hits"][:] = 0
         ev["ITM"]["hits"][:wins] = 1
         ev["ITC"]["hits"][:] = 0
-        rows = paper_expectations(ev, [""] * len(cats), cats, CONDS, {})
+        rows = paper_expectations(ev, cats, CONDS)
         itm = next(r for r in rows if r["category"] == "Binding" and r["better"] == "ITM")
         assert itm["verdict"] == expected, itm
 
 
 def test_conditions_left_out_leave_their_claims_out():
     ev, cats = _ev()
-    rows = paper_expectations(ev, [""] * len(cats), cats, ["NONE", "ITC", "SHIFT"], {})
+    rows = paper_expectations(ev, cats, ["NONE", "ITC", "SHIFT"])
     assert {(r["better"], r["worse"]) for r in rows} == {("SHIFT", "ITC")}
 
 
