@@ -203,6 +203,14 @@ def main(argv: list[str] | None = None) -> dict:
                     help="LOW,HIGH,N of the calibration pilot's log-spaced scales ('' keeps the toy preset's scales)")
     ap.add_argument("--report-only", action="store_true", help="rewrite REPORT.md from --out/results.json")
     args = ap.parse_args(argv)
+    if args.pilot_scales:
+        from generation.pilot import log_spaced_scales
+
+        try:
+            low, high, n = args.pilot_scales.split(",")
+            log_spaced_scales(float(low), float(high), int(n))
+        except ValueError as exc:
+            ap.error(f"--pilot-scales {args.pilot_scales!r}: give LOW,HIGH,N, e.g. 0.01,1,5 ({exc})")
     if args.report_only:
         results = json.loads((Path(args.out) / "results.json").read_text())
         (Path(args.out) / "REPORT.md").write_text(report_markdown(results, results["conditions"]))

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--seeds", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error(f"--seeds {args.seeds}: give at least 1 seed (12 for the README's table)")
     import torch
 
     from generation.pipeline import load_models

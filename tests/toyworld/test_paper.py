@@ -108,3 +108,23 @@ def test_relation_response_compares_a_relation_with_its_opposite():
     for r in rows:
         assert 0 <= r["wins"] <= r["n"] <= 2
         assert r["p"] == (binomtest(r["wins"], r["n"], 0.5).pvalue if r["n"] else 1.0)
+
+
+@pytest.mark.parametrize("bad", ["1,2", "a,b,c", "0,1,5", "1,0.1,5", "0.01,1,99", "0.01,1,5\x00"])
+def test_pilot_scales_junk_is_refused_with_what_to_give(bad, capsys, tmp_path):
+    from generation.toyworld.paper import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--pilot-scales", bad, "--out", str(tmp_path / "report")])
+    assert exit_.value.code == 2
+    assert "give LOW,HIGH,N" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("bad", ["0", "-3"])
+def test_relation_response_needs_a_seed(bad, capsys):
+    from generation.toyworld.relation_response import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--seeds", bad])
+    assert exit_.value.code == 2 and "at least 1 seed" in capsys.readouterr().err
