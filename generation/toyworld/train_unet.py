@@ -116,6 +116,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--checkpoint-dir", default="var/toy/unet_ckpt", help="periodic EMA snapshots (ignored folder)")
     ap.add_argument("--out", default=str(store.WEIGHTS_DIR))
     args = ap.parse_args(argv)
+    for name in ("steps", "batch_size", "n_train", "threads"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        ap.error(f"--max-minutes {args.max_minutes}: must be more than 0")
+    if not 0 <= args.ema < 1:
+        ap.error(f"--ema {args.ema}: must be in [0, 1) (0.999 keeps a 1000-step average)")
     torch.set_num_threads(args.threads)
     t0 = time.time()
     rng = np.random.default_rng(args.data_seed)
@@ -162,10 +169,12 @@ def main(argv: list[str] | None = None) -> dict:
         if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
             break
     given = list(argv if argv is not None else sys.argv[1:])
-    kept = [a for j, a in enumerate(given) if not (a.startswith("--max-minutes") or a.startswith("--steps")
-            or (j and given[j - 1] in ("--max-minutes", "--steps")))]
+    # Neither the time budget nor where snapshots go changes the weights; --steps <steps run> does.
+    dropped = ("--max-minutes", "--steps", "--checkpoint-dir")
+    kept = [a for j, a in enumerate(given) if not (a.startswith(dropped) or (j and given[j - 1] in dropped))]
     info = {
         "command": "python -m generation.toyworld.train_unet " + shlex.join(kept + ["--steps", str(steps_run)]),
+        "invocation": "python -m generation.toyworld.train_unet " + shlex.join(given),
         "seed": args.seed, "data_seed": args.data_seed, "steps": steps_run, "batch_size": args.batch_size,
         "n_train": args.n_train, "flags": TOY_UNET_FLAGS, "diffusion_steps": 1000, "noise_schedule": "linear",
         "params": sum(p.numel() for p in model.parameters()), "final_loss": round(running, 4),
