@@ -210,7 +210,7 @@ def _render_chunk(models, spec, diffusion, objective, prompts, seeds, round_seed
     t0 = time.perf_counter()
     x = sample(
         diffusion, denoiser, x_T, noise_fn=lambda: per_image_noise(gens, shape, device), sampler=spec.sampler,
-        eta=spec.eta, clip_denoised=spec.clip_denoised, guide=guide, callback=progress,
+        eta=spec.eta, clip_denoised=spec.clip_denoised, guide=guide, callback=progress, recurrence=spec.recurrence,
     )
     _sync(device)
     t1 = time.perf_counter()
@@ -225,7 +225,7 @@ def _render_chunk(models, spec, diffusion, objective, prompts, seeds, round_seed
         "seconds_total_batch": t2 - t0, "sampling_seconds_batch": t1 - t0, "seconds_per_step": (t1 - t0) / steps,
         "seconds_per_image": (t1 - t0) / b, "scoring_seconds_batch": t2 - t1, "batch_size": b, "steps": steps,
     }
-    excess = torch.stack(guide.range_excess_history)  # (steps, B)
+    excess = torch.stack(guide.range_excess_history)  # (guided passes, B): steps x recurrence
     out = []
     for n in range(b):
         s = {k: float(v[n]) for k, v in scores.items()}
@@ -233,7 +233,7 @@ def _render_chunk(models, spec, diffusion, objective, prompts, seeds, round_seed
             # Mean over the steps of the squared excess of the unclipped x̂0 beyond [-1, 1] (range
             # loss), and over the last 20% of steps: over-guidance pushes x̂0 out of range.
             "x0_range_excess_mean": float(excess[:, n].mean()),
-            "x0_range_excess_late": float(excess[-max(1, steps // 5):, n].mean()),
+            "x0_range_excess_late": float(excess[-max(1, excess.shape[0] // 5):, n].mean()),
             "high_frequency_energy": high_frequency_energy(pixels[n]),
         }
         prov = {

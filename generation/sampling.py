@@ -39,6 +39,7 @@ def sample(
     clip_denoised: bool = True,
     guide: GuideFn | None = None,
     callback: Callback | None = None,
+    recurrence: int = 1,
 ) -> Tensor:
     """Run the reverse process from ``x_T`` ``(B, C, H, W)`` to x_0.
 
@@ -52,30 +53,48 @@ def sample(
     sampler: ``"ddpm"`` (``p_sample`` + ``condition_mean``) or ``"ddim"`` (+ ``condition_score``).
     guide: ``guide(x, i, k) -> (model_output, g)`` computes the model output with grad itself
         (one UNet forward per step serves the mean and the gradient).
+    recurrence: guided passes per step (self-recurrence: Universal Guidance, Bansal et al. 2023,
+        Alg. 1; FreeDoM's "time-travel"). After a guided step x_t -> x_{t-1}, all but the last pass
+        go back to x_t by the forward step q(x_t | x_{t-1}) = N(sqrt(1-beta_t) x_{t-1}, beta_t I)
+        of the respaced process, with fresh noise, and step again, so the guidance acts r times on
+        a sample that stays at noise level t. Not at the last step (nothing to go back from), and
+        not without a guide (1 keeps the plain sampler; each pass draws noise_fn twice).
     """
+    if isinstance(recurrence, bool) or not isinstance(recurrence, int) or recurrence < 1:
+        raise ValueError(f"recurrence must be an integer >= 1, not {recurrence!r}")
     if sampler not in ("ddpm", "ddim"):
         raise ValueError(f"sampler must be 'ddpm' or 'ddim', not {sampler!r}")
     x = x_T
     n = diffusion.num_timesteps
     for k in range(n):
         i = n - 1 - k
-        if guide is None:
-            with torch.no_grad():
-                model_output, grad = denoiser(x, diffusion.model_timestep(i, x.shape[0], x.device)), None
-        else:
-            model_output, grad = guide(x, i, k)
-        with torch.no_grad():
-            out = diffusion.p_mean_variance(model_output, x, i, clip_denoised=clip_denoised)
-            noise = noise_fn()
-            if sampler == "ddpm":
-                if grad is not None:
-                    out = diffusion.condition_mean(out, grad)
-                x_next = diffusion.ddpm_step(out, i, noise)
-            else:
-                if grad is not None:
-                    out = diffusion.condition_score(out, x, i, grad)
-                x_next = diffusion.ddim_step(out, x, i, noise, eta)
+        passes = recurrence if guide is not None and i > 0 else 1
+        for r in range(passes):
+            if r:
+                with torch.no_grad():
+                    beta = float(diffusion.betas[i])
+                    x = (1.0 - beta) ** 0.5 * x_next + beta**0.5 * noise_fn()
+            x_next, out = _step(diffusion, denoiser, x, i, k, noise_fn, sampler, eta, clip_denoised, guide)
         if callback is not None:
             callback(k, n, x_next, out)
         x = x_next
     return x
+
+
+def _step(diffusion, denoiser, x, i, k, noise_fn, sampler, eta, clip_denoised, guide) -> tuple[Tensor, ModelOut]:
+    """One reverse step x_t -> x_{t-1} at index ``i`` (guided when ``guide`` is given)."""
+    if guide is None:
+        with torch.no_grad():
+            model_output, grad = denoiser(x, diffusion.model_timestep(i, x.shape[0], x.device)), None
+    else:
+        model_output, grad = guide(x, i, k)
+    with torch.no_grad():
+        out = diffusion.p_mean_variance(model_output, x, i, clip_denoised=clip_denoised)
+        noise = noise_fn()
+        if sampler == "ddpm":
+            if grad is not None:
+                out = diffusion.condition_mean(out, grad)
+            return diffusion.ddpm_step(out, i, noise), out
+        if grad is not None:
+            out = diffusion.condition_score(out, x, i, grad)
+        return diffusion.ddim_step(out, x, i, noise, eta), out

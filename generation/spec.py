@@ -19,8 +19,13 @@ OBJECTIVES = ("ITC", "ITM", "CAP", "SHIFT", "BLEND")
 UNET_PRESETS = ("guided-diffusion-256-uncond", "tiny", "toy")
 BLIP_PRESETS = ("model_base", "model_base_capfilt_large", "tiny", "toy")
 
-# Guidance scales of the toy presets (GenerationSpec.toy), tuned in the toy world.
-TOY_SCALES = {"scale_itc": 0.1, "scale_itm": 0.1, "scale_cap": 0.1, "scale_shift": 0.1, "scale_blend": 0.1}
+# Guidance scales of the toy presets (GenerationSpec.toy): what the calibration pilot of
+# docs/toyworld/REPORT.md chose (docs/toyworld/results.json, "spec").
+TOY_SCALES = {"scale_itc": 0.316, "scale_itm": 1.0, "scale_cap": 0.316, "scale_shift": 0.316, "scale_blend": 0.316}
+# The toy preset: the shipped 32x32 models, 25 steps, each guided step taken 3 times (self-recurrence;
+# docs/toyworld/README.md measures why).
+TOY_VALUES = {"unet": "toy", "blip": "toy", "respacing": "25", "blip_image_size": 32, "batch_size": 16, "recurrence": 3,
+              **TOY_SCALES}
 
 # Field name -> allowed values, for the string-choice fields.
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -37,7 +42,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 
 # Fields added after specs were first stored, with the default that leaves them out of the hash.
-LATE_FIELDS: dict[str, Any] = {"view_augment": "crop_flip"}
+LATE_FIELDS: dict[str, Any] = {"view_augment": "crop_flip", "recurrence": 1}
 
 # Upper bounds: values past them are typos (10**12 images per batch) that would fail late and
 # expensively on a GPU worker rather than at the form.
@@ -45,6 +50,7 @@ MAX_BATCH_SIZE = 256
 MAX_VIEWS = 64
 MAX_BLIP_IMAGE_SIZE = 1024
 MAX_SCALE = 1e6
+MAX_RECURRENCE = 10  # guided passes per step; each one is a full guided UNet + BLIP pass
 # A single sampling step is x̂0 of pure noise, never an image; fewer than this is refused.
 MIN_STEPS = 2
 
@@ -90,6 +96,7 @@ class GenerationSpec:
     precision: str = "fp32"
     batch_size: int = 4
     view_augment: str = "crop_flip"
+    recurrence: int = 1  # guided passes per sampling step (self-recurrence); 1 = the paper's sampler
 
     def __post_init__(self):
         # GenerationSpec(eta=0) and from_dict({"eta": 0.0}) must hash alike.
@@ -121,8 +128,7 @@ class GenerationSpec:
     def toy(cls, **overrides) -> "GenerationSpec":
         """The toy world's trained 32x32 UNet and BLIP (``generation/toyworld``, shipped weights): real
         guidance on a CPU. Scales chosen in ``docs/toyworld/REPORT.md``."""
-        return cls(**{"unet": "toy", "blip": "toy", "respacing": "25", "blip_image_size": 32, "batch_size": 16,
-                      **TOY_SCALES, **overrides})
+        return cls(**{**TOY_VALUES, **overrides})
 
     def scale_for(self, objective: str) -> float:
         if objective not in OBJECTIVES:
@@ -220,7 +226,7 @@ def _problems(v: dict[str, Any]) -> list[str]:
     if all(isinstance(v[n], (int, float)) and not isinstance(v[n], bool) for n in ("blend_weight_itc", "blend_weight_cap")):
         if v["blend_weight_itc"] == 0 and v["blend_weight_cap"] == 0:
             out.append("blend_weight_itc, blend_weight_cap: both 0 would render BLEND unguided; give at least one a positive weight")
-    for name, lo, hi in (("views", 1, MAX_VIEWS), ("batch_size", 1, MAX_BATCH_SIZE), ("blip_image_size", 16, MAX_BLIP_IMAGE_SIZE)):
+    for name, lo, hi in (("views", 1, MAX_VIEWS), ("recurrence", 1, MAX_RECURRENCE), ("batch_size", 1, MAX_BATCH_SIZE), ("blip_image_size", 16, MAX_BLIP_IMAGE_SIZE)):
         x = v[name]
         if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
             out.append(f"{name}: must be an integer from {lo} to {hi}, got {x!r}")

@@ -24,7 +24,7 @@ def test_defaults_round_trip_through_json():
 def test_hash_is_sha256_of_canonical_json_and_order_free():
     spec = GenerationSpec.tiny(scale_shift=2.5)
     d = spec.to_dict()
-    del d["view_augment"]  # a late field at its default stays out of the canonical JSON
+    del d["view_augment"], d["recurrence"]  # late fields at their default stay out of the canonical JSON
     expected = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert spec.spec_hash() == expected
     reversed_order = dict(reversed(list(d.items())))
@@ -144,12 +144,25 @@ def test_scales_have_an_upper_bound_and_cap_prompt_refuses_nul():
 
 
 def test_late_fields_at_their_default_keep_old_hashes():
-    """A spec stored before view_augment existed (no such key) hashes as it did; setting the new
-    field away from its default changes the hash."""
-    old = {k: v for k, v in GenerationSpec().to_dict().items() if k != "view_augment"}
+    """A spec stored before view_augment and recurrence existed (no such keys) hashes as it did;
+    setting a new field away from its default changes the hash."""
+    old = {k: v for k, v in GenerationSpec().to_dict().items() if k not in ("view_augment", "recurrence")}
     old_hash = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert GenerationSpec.from_dict(old).spec_hash() == old_hash == GenerationSpec().spec_hash()
     assert GenerationSpec(view_augment="affine_perspective").spec_hash() != old_hash
+    assert GenerationSpec(recurrence=2).spec_hash() != old_hash
+    assert GenerationSpec.from_dict({**old, "recurrence": 1}).spec_hash() == old_hash
+
+
+@pytest.mark.parametrize("value,ok", [(1, True), (10, True), (0, False), (11, False), (-1, False), (2.0, True),
+                                      (2.5, False), ("3", False), (True, False), (None, False)])
+def test_recurrence_bounds_and_types(value, ok):
+    """1 (none) to MAX_RECURRENCE = 10 guided passes per step; at, below and above both ends."""
+    if ok:
+        assert GenerationSpec.from_dict({"recurrence": value}).recurrence == int(value)
+        return
+    with pytest.raises(SpecError, match="recurrence"):
+        GenerationSpec.from_dict({"recurrence": value})
 
 
 def test_default_blip_size_is_the_pretrain_checkpoints_training_resolution():
