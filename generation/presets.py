@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from generation.spec import TOY_SCALES, GenerationSpec, SpecError
+from generation.spec import TOY_VALUES, GenerationSpec, SpecError
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,7 @@ PRESETS: dict[str, Preset] = {
             "toy",
             "Toy world (trained 32x32 models, CPU)",
             "The toy world's shipped UNet and BLIP: real guidance on a CPU, images of coloured shapes.",
-            values={"unet": "toy", "blip": "toy", "respacing": "25", "blip_image_size": 32, "batch_size": 16,
-                    **TOY_SCALES},
+            values=dict(TOY_VALUES),
             device="cpu",
         ),
         Preset(

@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, default=6, help="seeds per prompt")
     ap.add_argument("--round-seed", type=int, default=0)
     ap.add_argument("--respacing", default=None, help="override the toy spec's respacing")
+    ap.add_argument("--recurrence", type=int, default=None, help="override the toy spec's self-recurrence (1: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--conditions", default="NONE,ITC,ITM,CAP,SHIFT,BLEND")
     ap.add_argument("--sweep-scales", default="", help="guidance scales of an oracle-judged sweep of ITC/CAP/SHIFT ('' skips it)")
@@ -211,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
             log_spaced_scales(float(low), float(high), int(n))
         except ValueError as exc:
             ap.error(f"--pilot-scales {args.pilot_scales!r}: give LOW,HIGH,N, e.g. 0.01,1,5 ({exc})")
+    if args.recurrence is not None and not 1 <= args.recurrence <= 10:
+        ap.error(f"--recurrence {args.recurrence}: give 1 (no self-recurrence) to 10")
     if args.report_only:
         results = json.loads((Path(args.out) / "results.json").read_text())
         (Path(args.out) / "REPORT.md").write_text(report_markdown(results, results["conditions"]))
@@ -229,7 +232,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    spec = GenerationSpec.toy(**({"respacing": args.respacing} if args.respacing else {}))
+    spec = GenerationSpec.toy(**({"respacing": args.respacing} if args.respacing else {}),
+                              **({"recurrence": args.recurrence} if args.recurrence is not None else {}))
     models = load_models(spec, weights_dir=None, device="cpu")
     oracle = load_oracle()
     conds = args.conditions.split(",")
@@ -429,7 +433,10 @@ def report_markdown(r: dict, conds: list[str]) -> str:
     L.append(
         f"- Generator: the project's `UNetModel` (guided-diffusion flags, small config) trained as an unconditional DDPM "
         f"on 32x32 toy scenes; sampled with {spec['sampler'].upper()}, respacing `\"{spec['respacing']}\"`, "
-        f"`clip_denoised={spec['clip_denoised']}`.\n"
+        f"`clip_denoised={spec['clip_denoised']}`"
+        + (f", self-recurrence {spec['recurrence']} (each guided step taken {spec['recurrence']} times, going back to "
+           f"its noise level with fresh noise in between; `generation/sampling.py`)" if spec.get("recurrence", 1) > 1 else "")
+        + ".\n"
         f"- Guidance model: the project's `BlipScorer` (small config, the world's vocabulary) trained with ITC, ITM and "
         f"captioning losses; guidance through x̂0 as in `generation/guidance.py`, per-term gradient normalisation "
         f"`{spec['normalization']}`, scales ITC {spec['scale_itc']}, ITM {spec['scale_itm']}, CAP {spec['scale_cap']}, "

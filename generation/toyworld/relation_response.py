@@ -19,7 +19,7 @@ import numpy as np
 
 PAIRS = (("red circle", "blue square", 0, ("left of", "right of")),
          ("green triangle", "yellow circle", 1, ("above", "below")))
-CONDITIONS = ("NONE", "ITM", "CAP", "SHIFT")
+CONDITIONS = ("NONE", "ITC", "ITM", "CAP", "SHIFT")
 
 
 def measure(models, spec, oracle, seeds: list[int], conditions=CONDITIONS) -> list[dict]:
@@ -48,9 +48,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--conditions", default=",".join(CONDITIONS),
+                    help=f"comma-separated, from {', '.join(CONDITIONS)} and BLEND (each row depends only on its condition)")
     args = ap.parse_args(argv)
     if args.seeds < 1:
         ap.error(f"--seeds {args.seeds}: give at least 1 seed (12 for the README's table)")
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    unknown = [c for c in conditions if c not in (*CONDITIONS, "BLEND")]
+    if unknown or not conditions:
+        ap.error(f"--conditions {args.conditions!r}: choose from {', '.join(CONDITIONS)}, BLEND")
     import torch
 
     from generation.pipeline import load_models
@@ -59,7 +65,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     spec = GenerationSpec.toy()
-    rows = measure(load_models(spec, weights_dir=None, device="cpu"), spec, load_oracle(), list(range(args.seeds)))
+    rows = measure(load_models(spec, weights_dir=None, device="cpu"), spec, load_oracle(), list(range(args.seeds)),
+                   conditions)
     for r in rows:
         print(f"{r['condition']:5s} {r['pair']:28s} {r['relations'][0]} vs {r['relations'][1]}: "
               f"B-A offset {r['mean_offset'][0]:+.3f} / {r['mean_offset'][1]:+.3f}, "

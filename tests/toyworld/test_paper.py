@@ -93,6 +93,21 @@ def test_the_shipped_report_is_what_its_results_render_to():
     assert f"({lo:.2f}–{hi:.2f})" in row.split(" | ")[4], row
 
 
+def test_the_toy_preset_is_the_reports_spec():
+    """The demo and every toy round render with the settings the report measured (the pilot's scales,
+    self-recurrence 3): a changed preset or a regenerated report without the other fails here."""
+    import json
+    from pathlib import Path
+
+    from generation.presets import PRESETS
+    from generation.spec import GenerationSpec
+
+    results = json.loads((Path(__file__).resolve().parents[2] / "docs" / "toyworld" / "results.json").read_text())
+    assert GenerationSpec.from_dict(results["spec"]) == GenerationSpec.toy()
+    assert GenerationSpec.from_dict(PRESETS["toy"].values) == GenerationSpec.toy()
+    assert GenerationSpec.toy().recurrence == 3
+
+
 def test_relation_response_compares_a_relation_with_its_opposite():
     """Two seeds, unguided and CAP: one row per condition and pair, sign test against scipy's."""
     from scipy.stats import binomtest
@@ -128,3 +143,22 @@ def test_relation_response_needs_a_seed(bad, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--seeds", bad])
     assert exit_.value.code == 2 and "at least 1 seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["", ",", "ITC,FOO", "itc", "NONE\x00"])
+def test_relation_response_junk_conditions_are_refused(bad, capsys):
+    from generation.toyworld.relation_response import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--conditions", bad])
+    assert exit_.value.code == 2 and "choose from NONE, ITC, ITM, CAP, SHIFT, BLEND" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["0", "11", "-1"])
+def test_paper_recurrence_out_of_range_is_refused(bad, capsys, tmp_path):
+    from generation.toyworld.paper import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--recurrence", bad, "--out", str(tmp_path / "report")])
+    assert exit_.value.code == 2 and "--recurrence" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
