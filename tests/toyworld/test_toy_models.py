@@ -75,9 +75,11 @@ def test_render_is_deterministic_and_paired(models):
     a = render_batch(models, spec, objective="SHIFT", prompts=["a red circle", "a blue square"], seeds=[0, 1])
     b = render_batch(models, spec, objective="SHIFT", prompts=["a blue square"], seeds=[1])
     # batch composition changes no image beyond float rounding (CPU kernels sum in batch-dependent
-    # order; seen: at most 1 level in a handful of pixels)
+    # order; seen: at most 1 level in 0.1-1.5% of the pixel values, more with self-recurrence 3,
+    # which gives rounding three guided passes per step to flip a level); a pairing bug (another
+    # image's noise) changes values by tens of levels
     diff = np.abs(a[1].image.astype(int) - b[0].image.astype(int))
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.05
     assert a[0].provenance["checkpoints"]["toyworld/unet.pt"] == store.read_manifest()["unet"]["sha256"]
 
 
