@@ -117,8 +117,9 @@ def test_pilot_command_create_minimal_and_junk(tmp_path):
     builtin_prompt_sets_load()
     call_command("pilot", "create", "minimal", "--prompt-set", "toyworld", "--objectives", "ITC,CAP", "--preset", "toy")
     pilot = Pilot.objects.get(name="minimal")
-    # Default sweep: 7 log-spaced scales from 1/100 to 10x the toy preset's own ITC scale (0.1).
-    assert pilot.config["scales"] == [0.0, 0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316, 1.0]
+    # Default sweep: 7 log-spaced scales (3 significant digits) from 1/100 to 10x the toy preset's
+    # own ITC scale (0.316, docs/toyworld/REPORT.md's pilot).
+    assert pilot.config["scales"] == [0.0, 0.00316, 0.00999, 0.0316, 0.0999, 0.316, 0.999, 3.16]
     assert pilot.scale_rounds.count() == 8
     for args, message in (
         (["--scales", "0,x"], "scales:"),
