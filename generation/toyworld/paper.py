@@ -212,8 +212,10 @@ def main(argv: list[str] | None = None) -> dict:
             log_spaced_scales(float(low), float(high), int(n))
         except ValueError as exc:
             ap.error(f"--pilot-scales {args.pilot_scales!r}: give LOW,HIGH,N, e.g. 0.01,1,5 ({exc})")
-    if args.recurrence is not None and not 1 <= args.recurrence <= 10:
-        ap.error(f"--recurrence {args.recurrence}: give 1 (no self-recurrence) to 10")
+    from generation.spec import MAX_RECURRENCE
+
+    if args.recurrence is not None and not 1 <= args.recurrence <= MAX_RECURRENCE:
+        ap.error(f"--recurrence {args.recurrence}: give 1 (no self-recurrence) to {MAX_RECURRENCE}")
     if args.report_only:
         results = json.loads((Path(args.out) / "results.json").read_text())
         (Path(args.out) / "REPORT.md").write_text(report_markdown(results, results["conditions"]))

@@ -80,5 +80,5 @@ def trajectory(models, spec: GenerationSpec, condition: str, prompt: str, seed: 
     sample(diffusion, denoiser, x_T, noise_fn=lambda: per_image_noise(gens, shape, models.device),
            sampler=spec.sampler, eta=spec.eta, clip_denoised=spec.clip_denoised, guide=guide,
            callback=lambda k, n, x_next, out: frames.append(to_uint8(out.pred_xstart.clamp(-1, 1))[0]),
-           recurrence=spec.recurrence if guide is not None else 1)
+           recurrence=spec.recurrence)
     return np.stack(frames)
